@@ -1,0 +1,147 @@
+"""Every default of the tool, in one place.
+
+`ScanConfig` is frozen; CLI flags and a TOML file override it through `load_config`.
+Nothing else in the package hard-codes a threshold that a user might want to tune.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+LABELS: tuple[str, ...] = ("live", "looped", "prerecorded", "ai_driven")
+NON_LIVE_LABELS: tuple[str, ...] = ("looped", "prerecorded", "ai_driven")
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".flv", ".ts", ".mts", ".m2ts", ".avi",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration file or flag is invalid (the CLI exits with code 2)."""
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    # -- sampling -------------------------------------------------------------------------
+    # 10 frames per second: blinks last 100-400 ms and syllables come at 4-5 Hz, so face cues
+    # need ~10 Hz; a cut is then located within 0.1 s and a loop seam within a fraction of a
+    # second. Converting a sampled frame costs ~0.3 ms, so the rate mostly prices the
+    # extractors, not decoding (which must touch every frame of a long-GOP stream anyway).
+    sample_fps: float = 10.0
+    # Analysis size: the longer side of each sampled frame after the single resize. 320 px
+    # keeps a portrait 720x1280 room at 180x320, enough for motion, repetition and faces
+    # that fill a live-room frame, and keeps per-frame work well under a millisecond.
+    analysis_long_side: int = 320
+    # Keyframes only: ~5x faster than full decoding; for quick triage of large batches.
+    triage: bool = False
+    # 0 lets FFmpeg pick one decoding thread per core.
+    decode_threads: int = 0
+
+    # -- inputs ---------------------------------------------------------------------------
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+    # How much of a live URL `scan` records before judging it (`watch` is for endless rooms).
+    stream_duration_s: float = 300.0
+    # Stop analysing any input after this much stream time (None: the whole input).
+    max_duration_s: float | None = None
+    # Shorter inputs get an error record: too little footage to judge anything.
+    min_duration_s: float = 1.0
+    # Refuse absurd declared or decoded frame sizes before allocating for them.
+    max_frame_side: int = 8192
+    video_extensions: tuple[str, ...] = VIDEO_EXTENSIONS
+
+    # -- motion / stillness -----------------------------------------------------------------
+    # A picture is still when fewer than `static_active_share` of its pixels change by more
+    # than `static_pixel_delta` luma levels between sampled frames, measured on a coarse
+    # (~96 px) copy where block averaging has divided sensor noise by ~6. A share, not a mean,
+    # so that one small moving product in a big frame is motion and global noise is not.
+    static_pixel_delta: float = 6.0
+    static_active_share: float = 0.002
+    # Still stretches at least this long are reported as `static` evidence.
+    static_min_s: float = 5.0
+    # A clip whose still share exceeds this carries the `static` flag.
+    static_flag_share: float = 0.5
+
+    # -- verdict --------------------------------------------------------------------------
+    # Model file (.skops with a .card.json beside it). None: models/default.skops if shipped.
+    model: str | None = None
+    # Verdicts that make the exit code 1.
+    fail_on: tuple[str, ...] = NON_LIVE_LABELS
+    # Below this confidence a non-live verdict is reported but does not fail the run.
+    min_confidence: float = 0.0
+
+    # -- extractors -----------------------------------------------------------------------
+    # Registry names to run; empty means all registered extractors.
+    extractors: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.sample_fps < 0:
+            raise ConfigError(f"sample_fps must be >= 0 (0 = every frame), got {self.sample_fps}")
+        if self.analysis_long_side < 16:
+            raise ConfigError(f"analysis_long_side must be >= 16, got {self.analysis_long_side}")
+        for name in ("open_timeout_s", "read_timeout_s", "stream_duration_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        unknown = set(self.fail_on) - set(LABELS)
+        if unknown:
+            raise ConfigError(f"fail_on has unknown verdicts {sorted(unknown)}; known: {list(LABELS)}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Turn TOML/CLI values into the field's type (lists become tuples; ints may be floats)."""
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        return tuple(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if default is not None and not isinstance(value, type(default)):
+        raise ConfigError(f"{name} must be {type(default).__name__}, got {value!r}")
+    return value
+
+
+def config_with(base: ScanConfig, overrides: Mapping[str, Any]) -> ScanConfig:
+    """Return `base` with `overrides` applied; None values mean "not given" and are skipped."""
+    fields = {f.name: f for f in dataclasses.fields(ScanConfig)}
+    changes: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown config key {name!r} (known: {known})")
+        changes[name] = _coerce(name, value, getattr(base, name))
+    return dataclasses.replace(base, **changes)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> ScanConfig:
+    """Defaults, then the TOML file (top-level keys or a `[scan]` table), then `overrides`."""
+    config = ScanConfig()
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        data = data.get("scan", data)
+        config = config_with(config, data)
+    return config_with(config, overrides)

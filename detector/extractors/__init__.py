@@ -1,0 +1,25 @@
+"""Registry of feature extractors: name -> class. Importing this module imports no model."""
+
+from __future__ import annotations
+
+from detector.extractors.base import FeatureExtractor
+from detector.extractors.basic import BasicStatsExtractor
+
+REGISTRY: dict[str, type[FeatureExtractor]] = {
+    cls.name: cls for cls in (BasicStatsExtractor,)
+}
+
+
+def build_extractors(names: tuple[str, ...] | list[str] = (), config=None) -> list[FeatureExtractor]:
+    """Fresh extractor instances for `names` (all registered ones when empty)."""
+    from detector.config import ScanConfig
+
+    config = config or ScanConfig()
+    chosen = list(names) or list(REGISTRY)
+    unknown = [n for n in chosen if n not in REGISTRY]
+    if unknown:
+        raise KeyError(f"unknown extractor(s) {unknown}; known: {sorted(REGISTRY)}")
+    return [REGISTRY[n](config) for n in chosen]
+
+
+__all__ = ["REGISTRY", "FeatureExtractor", "build_extractors"]

@@ -1,0 +1,100 @@
+"""One decode pass: every sampled frame goes to every extractor, once."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from detector.config import ScanConfig
+from detector.extractors import REGISTRY, FeatureExtractor, build_extractors
+from detector.source import DecodeStats, VideoSource
+from detector.types import Evidence, VideoMeta
+
+# Columns measured by the source itself while decoding (no extractor needed).
+STREAM_FEATURES = (
+    "fps",                   # decoded frames per second of stream time
+    "interval_cv",           # variation of frame intervals: 0 for constant frame rate
+    "max_interval_s",        # longest gap between two decoded frames
+    "decode_errors_per_min",
+    "non_increasing_share",  # share of frames whose PTS did not advance
+    "declared_duration_ratio",  # container-declared / decoded duration (NaN if none declared)
+)
+STREAM_VERSION = 1
+
+
+def feature_columns(extractor_names: Sequence[str] = ()) -> list[str]:
+    names = list(extractor_names) or list(REGISTRY)
+    return [f"stream__{k}" for k in STREAM_FEATURES] + [c for n in names for c in REGISTRY[n].columns()]
+
+
+def feature_schema(extractor_names: Sequence[str] = ()) -> str:
+    """Identifies the column set and meaning; a model card must carry the same string."""
+    names = list(extractor_names) or list(REGISTRY)
+    parts = [f"stream.{STREAM_VERSION}"] + [f"{n}.{REGISTRY[n].VERSION}" for n in names]
+    digest = hashlib.sha1(",".join(feature_columns(names)).encode()).hexdigest()[:8]
+    return "+".join(parts) + f"-{digest}"
+
+
+@dataclass(frozen=True)
+class Extraction:
+    meta: VideoMeta
+    features: dict[str, float]
+    evidence: list[Evidence]
+    stats: DecodeStats
+
+    @property
+    def duration_s(self) -> float:
+        return self.stats.duration_s
+
+
+def extract(
+    source: str | Path | VideoSource,
+    config: ScanConfig | None = None,
+    extractors: Sequence[FeatureExtractor] | None = None,
+) -> Extraction:
+    """Decode `source` once and hand each sampled frame to every extractor.
+
+    `source` is a path, a URL, or a VideoSource (opened or not); a source we open, we close.
+    Raises SourceError when the input cannot be opened at all.
+    """
+    config = config or ScanConfig()
+    if extractors is None:
+        extractors = build_extractors(config.extractors, config)
+    owned = not isinstance(source, VideoSource)
+    video = VideoSource(source, config) if owned else source
+    try:
+        meta = video.meta or video.open()
+        for extractor in extractors:
+            extractor.reset(meta)
+        for frame in video.frames():
+            for extractor in extractors:
+                extractor.update(frame)
+        features = _stream_features(video.stats, meta)
+        evidence: list[Evidence] = []
+        for extractor in extractors:
+            values, found = extractor.finalize()
+            features.update({f"{extractor.name}__{k}": float(values.get(k, math.nan)) for k in extractor.FEATURES})
+            evidence.extend(found)
+    finally:
+        if owned:
+            video.close()
+    evidence.sort(key=lambda e: (e.start_s, e.kind))
+    return Extraction(meta=meta, features=features, evidence=evidence, stats=video.stats)
+
+
+def _stream_features(stats: DecodeStats, meta: VideoMeta) -> dict[str, float]:
+    duration_s = stats.duration_s
+    n = stats.frames_decoded
+    declared = meta.declared_duration_s
+    values = {
+        "fps": (n - 1) / stats.last_t_s if stats.last_t_s > 0 else math.nan,
+        "interval_cv": stats.interval_cv,
+        "max_interval_s": stats.max_interval_s,
+        "decode_errors_per_min": 60.0 * stats.decode_errors / duration_s if duration_s > 0 else math.nan,
+        "non_increasing_share": stats.non_increasing_pts / n if n else math.nan,
+        "declared_duration_ratio": declared / duration_s if declared and duration_s > 0 else math.nan,
+    }
+    return {f"stream__{k}": float(v) for k, v in values.items()}

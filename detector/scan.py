@@ -1,0 +1,156 @@
+"""Scanning one input: extract, judge, and turn everything into the output record.
+
+The record's keys are a contract other tools parse (documented in the README): keep them
+stable. Every failure becomes a one-line `error` in the record; nothing raises past here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from detector.config import ScanConfig
+from detector.model import LoadedModel
+from detector.pipeline import Extraction, extract
+from detector.source import SourceError, is_stream_location
+from detector.types import Evidence
+
+log = logging.getLogger(__name__)
+
+# Evidence kinds that raise a flag of the same meaning on the whole clip.
+_FLAG_FOR_KIND = {
+    "no_presenter": "no_presenter",
+    "picture_in_picture": "picture_in_picture",
+    "cut": "cuts",
+    "audio_loop": "audio_loop",
+}
+
+RECORD_KEYS = (
+    "path", "verdict", "confidence", "scores", "duration_s", "loops", "loop_period_s",
+    "cuts_s", "flags", "evidence", "model", "error", "elapsed_s",
+)
+
+
+@dataclass
+class ScanRecord:
+    path: str
+    verdict: str | None = None
+    confidence: float | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    duration_s: float | None = None
+    loops: list[dict[str, Any]] = field(default_factory=list)
+    loop_period_s: float | None = None
+    cuts_s: list[float] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    model: str | None = None
+    error: str | None = None
+    elapsed_s: float = 0.0
+    features: dict[str, float] | None = None
+
+    def to_dict(self, include_features: bool = False) -> dict[str, Any]:
+        data = {key: getattr(self, key) for key in RECORD_KEYS}
+        if include_features:
+            data["features"] = {k: _json_number(v) for k, v in (self.features or {}).items()}
+        return data
+
+    def strongest_evidence(self) -> dict[str, Any] | None:
+        return max(self.evidence, key=lambda e: e["score"], default=None)
+
+
+def _json_number(value: float) -> float | None:
+    """NaN and infinity are not JSON: a missing value is null."""
+    return None if value is None or not math.isfinite(value) else round(float(value), 6)
+
+
+def _loop_entry(e: Evidence) -> dict[str, Any]:
+    return {
+        "start_s": round(e.start_s, 3),
+        "end_s": round(e.end_s, 3),
+        "source_start_s": None if e.source_start_s is None else round(e.source_start_s, 3),
+        "source_end_s": None if e.source_end_s is None else round(e.source_end_s, 3),
+        "similarity": round(float(e.score), 4),
+        "transform": str(e.detail.get("transform", "none")),
+    }
+
+
+def _problem(extraction: Extraction, config: ScanConfig) -> str | None:
+    """Why an input that opened still cannot be judged (truncated, too short), or None."""
+    stats, meta = extraction.stats, extraction.meta
+    duration_s = stats.duration_s
+    stopped = stats.stopped_early
+    if stopped and stopped != "time limit":
+        if meta.is_stream:
+            return f"{stopped} after {duration_s:.1f} s"
+        return f"truncated or corrupt: {stopped} at {duration_s:.1f} s"
+    declared = meta.declared_duration_s
+    limited = stopped == "time limit"
+    if not meta.is_stream and not limited and declared and declared > 0:
+        # Metadata lies a little (edit lists, a last frame's duration); a file that decodes to
+        # much less than its header promises was cut short.
+        if duration_s < declared - max(1.0, 0.1 * declared):
+            return f"truncated: decoded {duration_s:.1f} s of the {declared:.1f} s the header declares"
+    if duration_s < config.min_duration_s:
+        return (f"too short to analyse: {stats.frames_decoded} frame(s), {duration_s:.2f} s "
+                f"(< {config.min_duration_s:g} s)")
+    return None
+
+
+def build_record(path: str, extraction: Extraction, config: ScanConfig, model: LoadedModel | None) -> ScanRecord:
+    features = extraction.features
+    evidence = extraction.evidence
+    record = ScanRecord(path=path, duration_s=round(extraction.duration_s, 3), features=features)
+    record.loops = [_loop_entry(e) for e in evidence if e.kind == "loop"]
+    period = features.get("repetition__period_s")
+    record.loop_period_s = round(period, 3) if period is not None and math.isfinite(period) else None
+    record.cuts_s = [round(e.start_s, 3) for e in evidence if e.kind == "cut"]
+    flags = {_FLAG_FOR_KIND[e.kind] for e in evidence if e.kind in _FLAG_FOR_KIND}
+    static_share = features.get("basic__static_share", math.nan)
+    if math.isfinite(static_share) and static_share >= config.static_flag_share:
+        flags.add("static")
+    record.flags = sorted(flags)
+    record.evidence = [e.to_dict() for e in evidence]
+    record.error = _problem(extraction, config)
+    if model is not None:
+        record.model = model.name
+        if record.error is None:
+            scores = model.predict_scores(features)
+            record.scores = {k: round(v, 4) for k, v in scores.items()}
+            record.verdict = max(scores, key=scores.get)
+            record.confidence = round(scores[record.verdict], 4)
+    return record
+
+
+def scan_one(path: str, config: ScanConfig | None = None, model: LoadedModel | None = None) -> ScanRecord:
+    """Scan one file or URL; never raises for a bad input (the record carries the error)."""
+    config = config or ScanConfig()
+    started = time.perf_counter()
+    try:
+        extraction = extract(path, config)
+        record = build_record(path, extraction, config, model)
+    except SourceError as exc:
+        record = ScanRecord(path=path, error=str(exc), model=model.name if model else None)
+    except MemoryError:
+        record = ScanRecord(path=path, error="out of memory while decoding", model=model.name if model else None)
+    except Exception as exc:  # a bug or an FFmpeg surprise: keep the batch going, say what it was
+        log.debug("unexpected failure on %s", path, exc_info=True)
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())
+        record = ScanRecord(path=path, error=f"internal error: {message}", model=model.name if model else None)
+    record.elapsed_s = round(time.perf_counter() - started, 3)
+    if record.error:
+        log.info("%s: %s", path, record.error)
+    return record
+
+
+def is_flagged(record: ScanRecord, config: ScanConfig) -> bool:
+    return (
+        record.error is None
+        and record.verdict in config.fail_on
+        and (record.confidence or 0.0) >= config.min_confidence
+    )
+
+
+__all__ = ["ScanRecord", "scan_one", "build_record", "is_flagged", "is_stream_location", "RECORD_KEYS"]

@@ -1,0 +1,88 @@
+"""The small value types every part of the pipeline shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VideoMeta:
+    """What the container declares. Declared values may lie; decoded truth is in DecodeStats."""
+
+    location: str
+    container_format: str
+    codec: str
+    width: int                      # coded size, before rotation
+    height: int
+    rotation_deg: int               # display rotation applied to every sampled frame
+    declared_fps: float | None
+    declared_duration_s: float | None
+    is_stream: bool                 # a URL rather than a local file
+    analysis_width: int             # size of Frame.gray / Frame.bgr after rotation and resize
+    analysis_height: int
+    encoder: str = ""
+    has_audio: bool = False
+    bit_rate: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One sampled frame, already rotated and downscaled to the analysis size.
+
+    `gray` (luma) is always there because it is almost free to get from the decoder;
+    `bgr` is converted on first use only, so extractors that need colour pay for it once and
+    the others never do.
+    """
+
+    index: int                      # position among *decoded* frames (internal; use t_s)
+    t_s: float                      # presentation time from PTS, seconds from stream start
+    gray: np.ndarray
+    _bgr_factory: Callable[[], np.ndarray] | None = field(default=None, repr=False)
+
+    @cached_property
+    def bgr(self) -> np.ndarray:
+        if self._bgr_factory is None:
+            import cv2
+
+            return cv2.cvtColor(self.gray, cv2.COLOR_GRAY2BGR)
+        return self._bgr_factory()
+
+    @property
+    def height(self) -> int:
+        return int(self.gray.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.gray.shape[1])
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A span of the clip and the number behind a claim about it.
+
+    `score` is in [0, 1], higher is more suspicious. For a repeat, `source_*` is the earlier
+    span that `start_s..end_s` replays.
+    """
+
+    kind: str
+    start_s: float
+    end_s: float
+    score: float
+    source_start_s: float | None = None
+    source_end_s: float | None = None
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3),
+            "score": round(float(self.score), 4),
+            "source_start_s": None if self.source_start_s is None else round(self.source_start_s, 3),
+            "source_end_s": None if self.source_end_s is None else round(self.source_end_s, 3),
+            "detail": dict(self.detail),
+        }
