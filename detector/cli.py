@@ -54,6 +54,8 @@ def _resolve_model(config: ScanConfig):
     from detector.model import ModelError, default_model_path, load_model
     from detector.pipeline import feature_schema
 
+    if config.model and config.model.lower() == "none":
+        return None
     path = Path(config.model) if config.model else default_model_path()
     if path is None:
         log.info("no model given and models/default.skops is not there: verdicts will be null")
@@ -73,7 +75,7 @@ def _root() -> None:
 def scan(
     paths: list[str] = typer.Argument(..., help="Video files, directories (searched recursively), URLs, or - to read paths from stdin."),
     output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format on stdout."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (.skops with its .card.json). Default: models/default.skops."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (.skops with its .card.json); 'none' for features and evidence only. Default: models/default.skops."),
     sample_fps: Optional[float] = typer.Option(None, "--sample-fps", help="Frames analysed per second of video (0: every frame). Default 10."),
     triage: Optional[bool] = typer.Option(None, "--triage/--no-triage", help="Decode keyframes only: several times faster, coarser evidence."),
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file overriding the defaults (see README)."),
