@@ -29,6 +29,7 @@ STREAM_SCHEMES = ("http://", "https://", "rtmp://", "rtmps://", "rtsp://", "srt:
 # Demuxers that read a single still picture: PyAV opens them as a one-frame "video".
 _IMAGE_FORMAT_SUFFIX = "_pipe"
 _IMAGE_FORMATS = {"image2", "apng", "webp", "ico", "tiff_pipe"}
+_TEXT_FORMATS = {"tty"}
 
 # Pixel formats whose plane 0 is 8-bit luma; the others are converted by FFmpeg (slower).
 _PLANAR_8BIT_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
@@ -187,10 +188,9 @@ class VideoSource:
             )
         except av.error.ExitError:
             raise SourceError(f"no answer within {self.config.open_timeout_s:g} s (open timeout)") from None
-        except av.error.FFmpegError as exc:
-            raise SourceError(f"not a readable video: {_ffmpeg_message(exc)}") from None
-        except OSError as exc:
-            raise SourceError(f"cannot open: {exc.strerror or exc}") from None
+        except (av.error.FFmpegError, OSError) as exc:
+            what = "cannot open stream" if is_stream else "not a readable video"
+            raise SourceError(f"{what}: {_ffmpeg_message(exc)}") from None
         try:
             self.meta = self._describe(is_stream)
         except SourceError:
@@ -209,6 +209,9 @@ class VideoSource:
     def _describe(self, is_stream: bool) -> VideoMeta:
         container = self._container
         fmt = container.format.name
+        if fmt in _TEXT_FORMATS:
+            # FFmpeg's "tty" demuxer renders any text file as an ANSI-art video.
+            raise SourceError("a text file, not a video")
         if fmt in _IMAGE_FORMATS or fmt.endswith(_IMAGE_FORMAT_SUFFIX):
             raise SourceError(f"a still image ({fmt.removesuffix(_IMAGE_FORMAT_SUFFIX)}), not a video")
         if not container.streams.video:
@@ -375,10 +378,5 @@ class VideoSource:
 
 def _ffmpeg_message(exc: BaseException) -> str:
     """FFmpeg's own words, without the file name it repeats (the record already has the path)."""
-    import av
-
-    if isinstance(exc, av.error.FFmpegError):
-        text = exc.strerror or str(exc)
-    else:
-        text = str(exc)
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return " ".join(str(text).split())
