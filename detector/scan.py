@@ -87,8 +87,14 @@ def _problem(extraction: Extraction, config: ScanConfig) -> str | None:
             return f"{stopped} after {duration_s:.1f} s"
         return f"truncated or corrupt: {stopped} at {duration_s:.1f} s"
     declared = meta.declared_duration_s
-    limited = stopped == "time limit"
-    if not meta.is_stream and not limited and declared and declared > 0:
+    complete_file = not meta.is_stream and stopped != "time limit" and not config.triage
+    if complete_file and meta.declared_frames > 0:
+        # The header's frame count (MP4 sample table) is exact where present; a few frames
+        # of slack for edit lists.
+        if stats.frames_decoded < 0.98 * meta.declared_frames - 1:
+            return (f"truncated: decoded {stats.frames_decoded} of the {meta.declared_frames} "
+                    f"frames the header declares ({duration_s:.1f} s)")
+    if complete_file and declared and declared > 0:
         # Metadata lies a little (edit lists, a last frame's duration); a file that decodes to
         # much less than its header promises was cut short.
         if duration_s < declared - max(1.0, 0.1 * declared):

@@ -59,6 +59,7 @@ class DecodeStats:
     non_increasing_pts: int = 0           # frames whose PTS did not move forward
     missing_pts: int = 0
     stopped_early: str | None = None      # why decoding stopped before the end, if it did
+    nominal_interval_s: float = 0.0       # 1 / declared rate: the duration of a lone frame
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -67,7 +68,7 @@ class DecodeStats:
         if self.frames_decoded == 0:
             return 0.0
         if self.frames_decoded == 1:
-            return self.mean_interval_s or 0.0
+            return self.nominal_interval_s
         return self.last_t_s + self.mean_interval_s
 
     @property
@@ -233,6 +234,7 @@ class VideoSource:
         self._stream = stream
 
         rate = stream.average_rate or stream.guessed_rate
+        self.stats.nominal_interval_s = 1.0 / float(rate) if rate else 0.0
         declared_duration_s = None
         if stream.duration is not None and stream.time_base:
             declared_duration_s = float(stream.duration * stream.time_base)
@@ -258,6 +260,7 @@ class VideoSource:
             rotation_deg=rotation,
             declared_fps=float(rate) if rate else None,
             declared_duration_s=declared_duration_s,
+            declared_frames=int(stream.frames or 0),
             is_stream=is_stream,
             analysis_width=aw,
             analysis_height=ah,

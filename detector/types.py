@@ -21,6 +21,7 @@ class VideoMeta:
     rotation_deg: int               # display rotation applied to every sampled frame
     declared_fps: float | None
     declared_duration_s: float | None
+    declared_frames: int            # frame count in the header (0: not declared)
     is_stream: bool                 # a URL rather than a local file
     analysis_width: int             # size of Frame.gray / Frame.bgr after rotation and resize
     analysis_height: int
