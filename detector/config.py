@@ -83,6 +83,9 @@ class ScanConfig:
     # -- extractors -----------------------------------------------------------------------
     # Registry names to run; empty means all registered extractors.
     extractors: tuple[str, ...] = field(default_factory=tuple)
+    # Per-extractor overrides, {extractor name: {setting: value}}, from TOML tables such as
+    # `[shots]`. The defaults live in each extractor's `Settings` dataclass.
+    extractor_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sample_fps < 0:
@@ -99,8 +102,26 @@ class ScanConfig:
             raise ConfigError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
 
 
+    def settings_for(self, extractor: str, settings_class: type) -> Any:
+        """The extractor's Settings with this config's overrides applied (validated)."""
+        overrides = self.extractor_settings.get(extractor, {})
+        known = {f.name: f for f in dataclasses.fields(settings_class)}
+        defaults = settings_class()
+        values = {}
+        for key, value in overrides.items():
+            if key not in known:
+                raise ConfigError(
+                    f"unknown setting {key!r} for extractor {extractor!r} (known: {', '.join(sorted(known)) or 'none'})")
+            values[key] = _coerce(f"{extractor}.{key}", value, getattr(defaults, key))
+        return dataclasses.replace(defaults, **values)
+
+
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Turn TOML/CLI values into the field's type (lists become tuples; ints may be floats)."""
+    if isinstance(default, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name} must be a table, got {value!r}")
+        return dict(value)
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -142,6 +163,16 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ScanConfig:
             raise ConfigError(f"config file not found: {path}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        data = data.get("scan", data)
+        data = dict(data.get("scan", data))
+        tables = {k: data.pop(k) for k in list(data) if isinstance(data[k], dict)}
+        if tables:
+            from detector.extractors import REGISTRY
+
+            unknown = sorted(set(tables) - set(REGISTRY))
+            if unknown:
+                raise ConfigError(f"config file has tables for unknown extractors {unknown}; known: {sorted(REGISTRY)}")
+            data["extractor_settings"] = tables
         config = config_with(config, data)
+        for name, table in tables.items():   # fail now, not on the first clip
+            config.settings_for(name, REGISTRY[name].Settings)
     return config_with(config, overrides)

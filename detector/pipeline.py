@@ -10,24 +10,54 @@ from pathlib import Path
 
 from detector.config import ScanConfig
 from detector.extractors import REGISTRY, FeatureExtractor, build_extractors
+from detector.extractors.base import ColumnDoc
 from detector.source import DecodeStats, VideoSource
 from detector.types import Evidence, VideoMeta
 
 # Columns measured by the source itself while decoding (no extractor needed).
-STREAM_FEATURES = (
-    "fps",                   # decoded frames per second of stream time
-    "interval_cv",           # variation of frame intervals: 0 for constant frame rate
-    "max_interval_s",        # longest gap between two decoded frames
-    "decode_errors_per_min",
-    "non_increasing_share",  # share of frames whose PTS did not advance
-    "declared_duration_ratio",  # container-declared / decoded duration (NaN if none declared)
-)
+STREAM_COLUMN_DOCS = {
+    "fps": ColumnDoc("decoded frames per second of stream time", "1/s", "> 0", "context"),
+    "interval_cv": ColumnDoc("coefficient of variation of frame intervals; 0 for constant frame rate", "ratio", ">= 0", "context"),
+    "max_interval_s": ColumnDoc("longest gap between two decoded frames", "s", ">= 0", "prerecorded"),
+    "decode_errors_per_min": ColumnDoc("packets that failed to decode, per minute", "1/min", ">= 0", "context"),
+    "non_increasing_share": ColumnDoc("share of frames whose timestamp did not advance", "share", "0-1", "prerecorded"),
+    "declared_duration_ratio": ColumnDoc("container-declared duration / decoded duration (missing if none declared)", "ratio", ">= 0", "context"),
+}
+STREAM_FEATURES = tuple(STREAM_COLUMN_DOCS)
 STREAM_VERSION = 1
 
 
 def feature_columns(extractor_names: Sequence[str] = ()) -> list[str]:
     names = list(extractor_names) or list(REGISTRY)
     return [f"stream__{k}" for k in STREAM_FEATURES] + [c for n in names for c in REGISTRY[n].columns()]
+
+
+def column_docs(extractor_names: Sequence[str] = ()) -> dict[str, ColumnDoc]:
+    """Every feature column with its documentation, in column order."""
+    names = list(extractor_names) or list(REGISTRY)
+    docs = {f"stream__{k}": d for k, d in STREAM_COLUMN_DOCS.items()}
+    for name in names:
+        cls = REGISTRY[name]
+        docs.update({f"{name}__{k}": cls.COLUMN_DOCS[k] for k in cls.FEATURES})
+    return docs
+
+
+def features_markdown() -> str:
+    """docs/features.md: the table of every column (tests check the file is up to date)."""
+    lines = [
+        "# Feature columns",
+        "",
+        "Generated from the code by `python -m detector.pipeline > docs/features.md`; do not edit.",
+        "Columns are `extractor__key`; a missing value (NaN in tables, null in JSON) means the",
+        "cue could not be measured for that clip (e.g. no face was ever found), not zero.",
+        "`speaks for` names the verdict or flag a high value points to (`context`: needed to read other columns).",
+        "",
+        "| column | meaning | unit | range | speaks for |",
+        "|---|---|---|---|---|",
+    ]
+    for column, doc in column_docs().items():
+        lines.append(f"| `{column}` | {doc.meaning} | {doc.unit} | {doc.range} | {doc.speaks_for} |")
+    return "\n".join(lines) + "\n"
 
 
 def feature_schema(extractor_names: Sequence[str] = ()) -> str:
@@ -98,3 +128,7 @@ def _stream_features(stats: DecodeStats, meta: VideoMeta) -> dict[str, float]:
         "declared_duration_ratio": declared / duration_s if declared and duration_s > 0 else math.nan,
     }
     return {f"stream__{k}": float(v) for k, v in values.items()}
+
+
+if __name__ == "__main__":
+    print(features_markdown(), end="")

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
 
 from detector.config import ScanConfig
 from detector.types import Evidence, Frame, VideoMeta
+
+
+class ColumnDoc(NamedTuple):
+    """One row of the feature table (docs/features.md is generated from these)."""
+
+    meaning: str
+    unit: str
+    range: str
+    speaks_for: str        # which verdict a high value points to, e.g. "looped", "live"
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """For extractors with nothing to tune."""
 
 
 class FeatureExtractor(ABC):
@@ -19,11 +35,17 @@ class FeatureExtractor(ABC):
 
     name: ClassVar[str]
     FEATURES: ClassVar[tuple[str, ...]]
+    # Every key of FEATURES, documented.
+    COLUMN_DOCS: ClassVar[Mapping[str, ColumnDoc]] = {}
     # Versioned with the columns: bump when a column's meaning changes.
     VERSION: ClassVar[int] = 1
+    # A frozen dataclass of this extractor's tunables, with their defaults; a TOML table
+    # named after the extractor (e.g. `[shots]`) overrides them.
+    Settings: ClassVar[type] = NoSettings
 
     def __init__(self, config: ScanConfig | None = None) -> None:
         self.config = config or ScanConfig()
+        self.settings = self.config.settings_for(self.name, self.Settings)
 
     def reset(self, meta: VideoMeta) -> None:
         """Called before the first frame of each input; the default keeps the metadata."""

@@ -8,37 +8,44 @@ motion is distributed over time, and a room where nothing moves for minutes is `
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from detector.extractors.base import FeatureExtractor
+from detector.extractors.base import ColumnDoc, FeatureExtractor
 from detector.types import Evidence, Frame, VideoMeta
 
-# Motion is measured on a coarse copy: block averaging divides sensor noise, so stillness is
-# not mistaken for motion on a noisy camera.
-_MOTION_SIDE = 96
 # Quantiles come from a fixed histogram so memory does not grow with clip length.
 _HIST_BIN = 0.05
 _HIST_BINS = int(256 / _HIST_BIN)
-# A static stretch this long is as suspicious as stillness gets (score 1).
-_IDLE_FULL_SCORE_S = 60.0
+
+
+@dataclass(frozen=True)
+class BasicSettings:
+    # Motion is measured on a coarse copy: block averaging divides sensor noise, so stillness
+    # is not mistaken for motion on a noisy camera.
+    motion_side_px: int = 96
+    # A still stretch this long is as suspicious as stillness gets (evidence score 1).
+    idle_full_score_s: float = 60.0
 
 
 class BasicStatsExtractor(FeatureExtractor):
     name = "basic"
-    FEATURES = (
-        "brightness_mean",      # mean luma, 0-255
-        "brightness_std",       # std over time of per-frame mean luma, 0-255
-        "contrast_mean",        # mean per-frame luma std, 0-255
-        "motion_mean",          # mean abs luma change between sampled frames, 0-255
-        "motion_std",
-        "motion_p50",
-        "motion_p95",
-        "active_share_mean",    # mean share of pixels that changed beyond noise, 0-1
-        "static_share",         # share of sampled time with motion under the threshold, 0-1
-        "longest_static_s",     # longest still stretch, seconds
-        "sample_fps",           # sampled frames per second actually obtained
-    )
+    Settings = BasicSettings
+    COLUMN_DOCS = {
+        "brightness_mean": ColumnDoc("mean luma of sampled frames", "luma level", "0-255", "context"),
+        "brightness_std": ColumnDoc("variation over time of per-frame mean luma (lighting drift, flashes)", "luma level", "0-128", "context"),
+        "contrast_mean": ColumnDoc("mean per-frame luma standard deviation", "luma level", "0-128", "context"),
+        "motion_mean": ColumnDoc("mean absolute luma change between consecutive sampled frames, on a ~96 px copy", "luma level", "0-255", "context"),
+        "motion_std": ColumnDoc("standard deviation of that change over time", "luma level", "0-128", "context"),
+        "motion_p50": ColumnDoc("median of that change", "luma level", "0-255", "context"),
+        "motion_p95": ColumnDoc("95th percentile of that change (bursts: cuts, fast motion)", "luma level", "0-255", "prerecorded"),
+        "active_share_mean": ColumnDoc("mean share of pixels that changed beyond the noise threshold", "share", "0-1", "live"),
+        "static_share": ColumnDoc("share of the clip's time in which nothing moved", "share", "0-1", "static flag"),
+        "longest_static_s": ColumnDoc("longest stretch in which nothing moved", "s", ">= 0", "static flag"),
+        "sample_fps": ColumnDoc("sampled frames per second actually obtained", "1/s", "> 0", "context"),
+    }
+    FEATURES = tuple(COLUMN_DOCS)
 
     def reset(self, meta: VideoMeta) -> None:
         super().reset(meta)
@@ -71,7 +78,7 @@ class BasicStatsExtractor(FeatureExtractor):
             self._first_t_s = frame.t_s
         self._last_t_s = frame.t_s
 
-        scale = _MOTION_SIDE / max(gray.shape)
+        scale = self.settings.motion_side_px / max(gray.shape)
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
         small = small.astype(np.float32)
         if self._previous is not None and self._previous.shape == small.shape:
@@ -134,7 +141,7 @@ class BasicStatsExtractor(FeatureExtractor):
                 kind="static",
                 start_s=start_s,
                 end_s=end_s,
-                score=min(1.0, (end_s - start_s) / _IDLE_FULL_SCORE_S),
+                score=min(1.0, (end_s - start_s) / self.settings.idle_full_score_s),
                 detail={"motion_mean": round(motion, 3)},
             )
             for start_s, end_s, motion in self._runs
