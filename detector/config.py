@@ -71,6 +71,8 @@ class ScanConfig:
     static_min_s: float = 5.0
     # A clip whose still share exceeds this carries the `static` flag.
     static_flag_share: float = 0.5
+    # A clip carries the `cuts` flag when an edit at least this certain is found.
+    cut_flag_score: float = 0.5
 
     # -- verdict --------------------------------------------------------------------------
     # Model file (.skops with a .card.json beside it). None: models/default.skops if shipped.

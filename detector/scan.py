@@ -6,6 +6,7 @@ stable. Every failure becomes a one-line `error` in the record; nothing raises p
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -105,6 +106,20 @@ def _problem(extraction: Extraction, config: ScanConfig) -> str | None:
     return None
 
 
+def _mark_loop_seams(evidence: list[Evidence]) -> list[Evidence]:
+    """A loop seam is one edit, not two: a cut where a replay starts or ends is marked as the
+    seam it is and left out of `cuts_s`."""
+    seams = [t for e in evidence if e.kind == "loop" for t in (e.start_s, e.end_s)]
+    if not seams:
+        return evidence
+    marked = []
+    for e in evidence:
+        if e.kind == "cut" and any(abs(e.start_s - t) <= 0.5 for t in seams):
+            e = dataclasses.replace(e, detail={**e.detail, "loop_seam": True})
+        marked.append(e)
+    return marked
+
+
 def build_record(path: str, extraction: Extraction, config: ScanConfig, model: LoadedModel | None) -> ScanRecord:
     features = extraction.features
     evidence = extraction.evidence
@@ -112,8 +127,12 @@ def build_record(path: str, extraction: Extraction, config: ScanConfig, model: L
     record.loops = [_loop_entry(e) for e in evidence if e.kind == "loop"]
     period = features.get("repetition__period_s")
     record.loop_period_s = round(period, 3) if period is not None and math.isfinite(period) else None
-    record.cuts_s = [round(e.start_s, 3) for e in evidence if e.kind == "cut"]
-    flags = {_FLAG_FOR_KIND[e.kind] for e in evidence if e.kind in _FLAG_FOR_KIND}
+    evidence = _mark_loop_seams(evidence)
+    cuts = [e for e in evidence if e.kind == "cut" and not e.detail.get("loop_seam")]
+    record.cuts_s = [round(e.start_s, 3) for e in cuts]
+    flags = {_FLAG_FOR_KIND[e.kind] for e in evidence if e.kind in _FLAG_FOR_KIND and e.kind != "cut"}
+    if any(e.score >= config.cut_flag_score for e in cuts):
+        flags.add("cuts")
     static_share = features.get("basic__static_share", math.nan)
     if math.isfinite(static_share) and static_share >= config.static_flag_share:
         flags.add("static")

@@ -149,10 +149,11 @@ def test_each_frame_is_decoded_once_however_many_extractors_run(moving_clip):
     counts = {}
     for n_extra in (0, 1, 4):
         CountingSource.decoded = 0
-        extractors = build_extractors() + [RecordingExtractor() for _ in range(n_extra)]
-        result = extract(CountingSource(moving_clip), ScanConfig(), extractors)
+        registered = build_extractors()
+        extras = [RecordingExtractor() for _ in range(n_extra)]
+        result = extract(CountingSource(moving_clip), ScanConfig(), registered + extras)
         counts[n_extra] = CountingSource.decoded
-        for extra in extractors[1:]:
+        for extra in extras:
             assert extra.times == pytest.approx([i / 10 for i in range(40)], abs=1e-3)
         assert result.stats.frames_sampled == 40
     assert counts == {0: 120, 1: 120, 4: 120}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from detector.extractors.base import FeatureExtractor
 from detector.extractors.basic import BasicStatsExtractor
+from detector.extractors.repetition import RepetitionExtractor
+from detector.extractors.shots import ShotsExtractor
 
 REGISTRY: dict[str, type[FeatureExtractor]] = {
-    cls.name: cls for cls in (BasicStatsExtractor,)
+    cls.name: cls for cls in (BasicStatsExtractor, RepetitionExtractor, ShotsExtractor)
 }
 
 

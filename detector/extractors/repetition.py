@@ -1,0 +1,227 @@
+"""Replayed footage inside one stream: loops, shuffled playlists, boomerangs.
+
+`update` only stores a 256-byte thumbnail per fingerprint (5 per second by default, ~0.05 ms
+each); `finalize` runs the near-linear search in `detector.loopsearch` and groups what it
+finds into a clip library: each distinct recycled clip and every time it aired.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from detector.extractors.base import ColumnDoc, FeatureExtractor
+from detector.fingerprint import FingerprintStore, thumbnail
+from detector.loopsearch import Repeat, SearchSettings, find_repeats
+from detector.types import Evidence, Frame, VideoMeta
+
+
+@dataclass(frozen=True)
+class RepetitionSettings(SearchSettings):
+    # Fingerprints per second. Loops last seconds to minutes; 5 Hz places a seam within
+    # 0.2 s and halves memory and search work compared with the 10 Hz sampling rate.
+    fingerprint_fps: float = 5.0
+    # Fingerprints kept before the oldest half is thinned (memory bound: 256 B each,
+    # 400k = ~100 MB, 22 hours at 5 Hz before any thinning).
+    max_fingerprints: int = 400_000
+    # A replay whose offset to its source is a multiple of the period within this share
+    # counts as periodic.
+    period_tolerance: float = 0.02
+
+
+class RepetitionExtractor(FeatureExtractor):
+    name = "repetition"
+    Settings = RepetitionSettings
+    COLUMN_DOCS = {
+        "replay_share": ColumnDoc("share of the clip's airtime that replays earlier footage", "share", "0-1", "looped"),
+        "repeat_count": ColumnDoc("replayed spans found (each pass of a loop counts once)", "count", ">= 0", "looped"),
+        "distinct_clips": ColumnDoc("distinct recycled clips in the clip library", "count", ">= 0", "looped"),
+        "longest_repeat_s": ColumnDoc("longest single replayed span", "s", ">= 0", "looped"),
+        "period_s": ColumnDoc("loop period when the replay is periodic (missing otherwise)", "s", "> 0", "looped"),
+        "period_regularity": ColumnDoc("share of replayed airtime whose offset is a multiple of the period (missing without repeats)", "share", "0-1", "looped"),
+        "similarity_mean": ColumnDoc("mean similarity of replayed spans to their sources (missing without repeats)", "score", "0-1", "looped"),
+        "sharpness": ColumnDoc("best ratio of shifted to exact alignment distance, 1 - exact/shifted (missing without repeats)", "score", "0-1", "looped"),
+        "mirrored_share": ColumnDoc("share of replayed airtime seen through a mirror flip", "share", "0-1", "looped"),
+        "reversed_share": ColumnDoc("share of replayed airtime played backwards (boomerang)", "share", "0-1", "looped"),
+        "speed_deviation": ColumnDoc("mean |speed - 1| of replays (speed disguise); missing without repeats", "ratio", "0-0.1", "looped"),
+        "first_repeat_s": ColumnDoc("time the first replay starts (late-start loops); missing without repeats", "s", ">= 0", "context"),
+        "fingerprints": ColumnDoc("fingerprints searched", "count", ">= 0", "context"),
+    }
+    FEATURES = tuple(COLUMN_DOCS)
+
+    def reset(self, meta: VideoMeta) -> None:
+        super().reset(meta)
+        self._store = FingerprintStore(max_count=self.settings.max_fingerprints)
+        self._step_s = 1.0 / self.settings.fingerprint_fps
+        self._next_s = 0.0
+        self._last_t_s = 0.0
+
+    def update(self, frame: Frame) -> None:
+        self._last_t_s = frame.t_s
+        if frame.t_s + 1e-3 < self._next_s:
+            return
+        self._next_s = max(self._next_s + self._step_s, frame.t_s + 0.5 * self._step_s)
+        self._store.add(frame.t_s, thumbnail(frame.gray))
+
+    def finalize(self) -> tuple[dict[str, float], list[Evidence]]:
+        times_s, thumbs = self._store.times_s, self._store.thumbs
+        step_s = float(np.median(np.diff(times_s))) if len(times_s) > 1 else self._step_s
+        repeats = _split_periodic(find_repeats(times_s, thumbs, self.settings, step_s))
+        duration_s = self._last_t_s + step_s
+        clips = clip_library(repeats)
+        period_s, regularity = _period(repeats, self.settings.period_tolerance)
+        features = _features(repeats, clips, duration_s, period_s, regularity, len(times_s))
+        evidence = [_loop_evidence(r, clips) for r in repeats]
+        evidence += [_clip_evidence(k, airings) for k, airings in enumerate(clips)]
+        return features, evidence
+
+
+def _split_periodic(repeats: list[Repeat]) -> list[Repeat]:
+    """A forward replay longer than its offset is several passes: one record per pass."""
+    out = []
+    for r in repeats:
+        offset = r.start_s - r.source_start_s
+        length = r.end_s - r.start_s
+        if r.slope < 0 or offset <= 0 or length <= offset * 1.05:
+            out.append(r)
+            continue
+        start = r.start_s
+        while start < r.end_s - 1e-6:
+            end = min(start + offset, r.end_s)
+            if end - start >= 1.0:
+                src = r.source_start_s + (start - r.start_s) * r.slope
+                out.append(Repeat(start, end, src, src + (end - start) * r.slope, r.similarity, r.transform,
+                                  r.slope, r.distance, r.shifted_distance, r.detail))
+            start = end
+    return out
+
+
+def clip_library(repeats: list[Repeat]) -> list[list[tuple[float, float]]]:
+    """Group aired intervals into distinct clips: each clip is the list of its airings.
+
+    Replay and source of each repeat are the same clip; intervals that overlap by more than
+    half of the shorter one are the same airing.
+    """
+    intervals: list[tuple[float, float]] = []
+    parent: list[int] = []
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def interval_id(lo: float, hi: float) -> int:
+        for i, (a, b) in enumerate(intervals):
+            if min(hi, b) - max(lo, a) > 0.5 * min(hi - lo, b - a):
+                return i
+        intervals.append((lo, hi))
+        parent.append(len(parent))
+        return len(intervals) - 1
+
+    for r in repeats:
+        a, b = interval_id(r.source_start_s, r.source_end_s), interval_id(r.start_s, r.end_s)
+        parent[find(a)] = find(b)
+    groups: dict[int, list[tuple[float, float]]] = {}
+    for i, interval in enumerate(intervals):
+        groups.setdefault(find(i), []).append(interval)
+    return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0][0])
+
+
+def _period(repeats: list[Repeat], tolerance: float) -> tuple[float, float]:
+    """(period, regularity): the offset most replayed airtime shares, and that share.
+
+    Replays are split pass by pass, so a loop replays each pass from the one before: every
+    offset equals the period. A shuffled playlist has offsets of several sizes and so no
+    period, even when its clips have equal lengths.
+    """
+    if not repeats:
+        return math.nan, math.nan
+    forward = [r for r in repeats if r.slope > 0]
+    if not forward:
+        return math.nan, 0.0
+    offsets = np.array([r.start_s - r.source_start_s for r in forward])
+    weights = np.array([r.end_s - r.start_s for r in forward])
+    order = np.argsort(offsets)
+    cumulative = np.cumsum(weights[order])
+    median = float(offsets[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+    consistent = np.abs(offsets - median) <= tolerance * median
+    period = float(np.average(offsets[consistent], weights=weights[consistent]))
+    total = sum(r.end_s - r.start_s for r in repeats)
+    regularity = float(weights[consistent].sum() / total)
+    return (period if regularity >= 0.8 else math.nan), regularity
+
+
+def _features(repeats, clips, duration_s, period_s, regularity, n_fingerprints) -> dict[str, float]:
+    nan = math.nan
+    covered = _union_length([(r.start_s, r.end_s) for r in repeats])
+    airtime = sum(r.end_s - r.start_s for r in repeats) or 1.0
+
+    def share(predicate) -> float:
+        return sum(r.end_s - r.start_s for r in repeats if predicate(r)) / airtime if repeats else 0.0
+
+    return {
+        "replay_share": min(1.0, covered / duration_s) if duration_s > 0 else nan,
+        "repeat_count": float(len(repeats)),
+        "distinct_clips": float(len(clips)),
+        "longest_repeat_s": max((r.end_s - r.start_s for r in repeats), default=0.0),
+        "period_s": period_s,
+        "period_regularity": regularity,
+        "similarity_mean": float(np.mean([r.similarity for r in repeats])) if repeats else nan,
+        "sharpness": max((1 - r.distance / max(r.shifted_distance, 1e-6) for r in repeats), default=nan),
+        "mirrored_share": share(lambda r: "mirror" in r.transform or "vflip" in r.transform),
+        "reversed_share": share(lambda r: r.slope < 0),
+        "speed_deviation": float(np.mean([abs(abs(r.slope) - 1) for r in repeats])) if repeats else nan,
+        "first_repeat_s": min((r.start_s for r in repeats), default=nan),
+        "fingerprints": float(n_fingerprints),
+    }
+
+
+def _union_length(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, -math.inf
+    for lo, hi in sorted(intervals):
+        if hi > end:
+            total += hi - max(lo, end)
+            end = hi
+    return total
+
+
+def _clip_index(clips, lo: float, hi: float) -> int:
+    for k, airings in enumerate(clips):
+        for a, b in airings:
+            if min(hi, b) - max(lo, a) > 0.5 * min(hi - lo, b - a):
+                return k
+    return -1
+
+
+def _loop_evidence(r: Repeat, clips) -> Evidence:
+    return Evidence(
+        kind="loop",
+        start_s=r.start_s,
+        end_s=r.end_s,
+        score=r.similarity,
+        source_start_s=r.source_start_s,
+        source_end_s=r.source_end_s,
+        detail={
+            "transform": r.transform,
+            "clip": _clip_index(clips, r.start_s, r.end_s),
+            "speed": round(abs(r.slope), 3),
+            "distance": round(r.distance, 4),
+            "shifted_distance": round(r.shifted_distance, 4),
+            **{k: v for k, v in r.detail.items()},
+        },
+    )
+
+
+def _clip_evidence(index: int, airings: list[tuple[float, float]]) -> Evidence:
+    first = airings[0]
+    return Evidence(
+        kind="recycled_clip",
+        start_s=first[0],
+        end_s=first[1],
+        score=min(1.0, (len(airings) - 1) / 3.0),
+        detail={"clip": index, "airings": len(airings),
+                "aired_at_s": [[round(a, 2), round(b, 2)] for a, b in airings]},
+    )
