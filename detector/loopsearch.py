@@ -61,6 +61,7 @@ class SearchSettings:
     min_change: float = 0.06          # shifted distance needed: the span must really change
     max_gap_s: float = 1.2            # gaps in a run shorter than this are bridged
     slope_tolerance: float = 0.1      # |slope| within 1 +- this
+    moving_camera_ratio: float = 0.15  # sharpness required where the camera pans
 
 
 @dataclass(frozen=True)
@@ -445,6 +446,12 @@ def verify(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settin
         log.debug("run %.1f-%.1f exact %.3f shifted %.3f", span_t[0], span_t[-1], d_exact, d_shift)
         if d_shift < settings.min_change or d_exact > settings.sharpness_ratio * d_shift:
             continue
+        # A camera that pans over the same room again (or back) re-creates a sequence of
+        # views without replaying footage; only the people in it differ, and they are few
+        # cells. Where the camera moves, ask for a much closer match.
+        if _camera_moving_share(flat, q[sel][good], times_s) >= 0.5 and \
+                d_exact > settings.moving_camera_ratio * d_shift:
+            continue
         shift_s = _refine_offset(near[sel][good])
         dominant = int(np.bincount(geometry[sel][good]).argmax())
         # Per-frame score for choosing between overlapping runs: its distance, plus how much
@@ -453,6 +460,20 @@ def verify(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settin
         repeats.append(Run(q[sel][good], s[sel][good] + shift_s, score[sel][good], d_exact, d_shift, slope,
                            transform, direction, GEOMETRIES[dominant]))
     return repeats
+
+
+def _camera_moving_share(flat: np.ndarray, q: np.ndarray, times_s: np.ndarray) -> float:
+    """Share of frames whose view shifted since the fingerprint ~1 s earlier (a pan)."""
+    previous, ok = _nearest(times_s, times_s[q] - 1.0, 0.15)
+    q, previous = q[ok], previous[ok]
+    if len(q) == 0:
+        return 0.0
+    shifts = [g for g, (zoom, dx, dy) in enumerate(GEOMETRIES) if zoom == 1.0]
+    current = _centre_vectors(flat[q].reshape(len(q), 16, 16))
+    costs = np.stack([_trimmed(current, _warped(flat[previous], np.full(len(q), g)), 0.25)[0] for g in shifts], axis=1)
+    best = costs.argmin(axis=1)
+    moved = (best != 0) & (costs.min(axis=1) < 0.8 * costs[:, 0])
+    return float(moved.mean())
 
 
 def _refine_offset(near: np.ndarray) -> float:

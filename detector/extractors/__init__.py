@@ -6,9 +6,10 @@ from detector.extractors.base import FeatureExtractor
 from detector.extractors.basic import BasicStatsExtractor
 from detector.extractors.repetition import RepetitionExtractor
 from detector.extractors.shots import ShotsExtractor
+from detector.extractors.signal import SignalExtractor
 
 REGISTRY: dict[str, type[FeatureExtractor]] = {
-    cls.name: cls for cls in (BasicStatsExtractor, RepetitionExtractor, ShotsExtractor)
+    cls.name: cls for cls in (BasicStatsExtractor, RepetitionExtractor, ShotsExtractor, SignalExtractor)
 }
 
 

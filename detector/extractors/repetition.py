@@ -15,6 +15,7 @@ import numpy as np
 from detector.extractors.base import ColumnDoc, FeatureExtractor
 from detector.fingerprint import FingerprintStore, thumbnail
 from detector.loopsearch import Repeat, SearchSettings, find_repeats
+from detector.regional import RegionalSettings, find_regional_repeat
 from detector.types import Evidence, Frame, VideoMeta
 
 
@@ -46,6 +47,9 @@ class RepetitionExtractor(FeatureExtractor):
         "mirrored_share": ColumnDoc("share of replayed airtime seen through a mirror flip", "share", "0-1", "looped"),
         "reversed_share": ColumnDoc("share of replayed airtime played backwards (boomerang)", "share", "0-1", "looped"),
         "speed_deviation": ColumnDoc("mean |speed - 1| of replays (speed disguise); missing without repeats", "ratio", "0-0.1", "looped"),
+        "regional_share": ColumnDoc("area share of a region that loops on its own while the rest does not (picture in picture; also a turntable); 0 if none", "share", "0-1", "looped"),
+        "regional_period_s": ColumnDoc("period of that regional loop (missing if none)", "s", "> 0", "looped"),
+        "regional_correlation": ColumnDoc("how exactly the region repeats: correlation of its changes one period apart (missing if none)", "score", "0-1", "looped"),
         "first_repeat_s": ColumnDoc("time the first replay starts (late-start loops); missing without repeats", "s", ">= 0", "context"),
         "fingerprints": ColumnDoc("fingerprints searched", "count", ">= 0", "context"),
     }
@@ -75,6 +79,15 @@ class RepetitionExtractor(FeatureExtractor):
         features = _features(repeats, clips, duration_s, period_s, regularity, len(times_s))
         evidence = [_loop_evidence(r, clips) for r in repeats]
         evidence += [_clip_evidence(k, airings) for k, airings in enumerate(clips)]
+        regional = find_regional_repeat(times_s, thumbs, RegionalSettings(min_period_s=self.settings.min_offset_s))
+        features.update(_regional_features(regional))
+        if regional is not None:
+            evidence.append(Evidence(
+                kind="regional_loop", start_s=regional.start_s, end_s=regional.end_s,
+                score=float(np.clip(regional.correlation, 0, 1)),
+                source_start_s=regional.start_s - regional.period_s, source_end_s=regional.end_s - regional.period_s,
+                detail={"box": [round(v, 3) for v in regional.box], "period_s": round(regional.period_s, 2),
+                        "rest_correlation": round(regional.rest_correlation, 3)}))
         return features, evidence
 
 
@@ -177,6 +190,13 @@ def _features(repeats, clips, duration_s, period_s, regularity, n_fingerprints) 
         "first_repeat_s": min((r.start_s for r in repeats), default=nan),
         "fingerprints": float(n_fingerprints),
     }
+
+
+def _regional_features(regional) -> dict[str, float]:
+    if regional is None:
+        return {"regional_share": 0.0, "regional_period_s": math.nan, "regional_correlation": math.nan}
+    return {"regional_share": regional.area_share, "regional_period_s": regional.period_s,
+            "regional_correlation": regional.correlation}
 
 
 def _union_length(intervals: list[tuple[float, float]]) -> float:

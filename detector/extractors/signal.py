@@ -4,20 +4,24 @@ What editing and playback physically do to the pixels, measured on the analysis-
 
 * **Temporal sensor noise.** A camera adds fresh noise to every frame, flat wall included; a
   render has none, and denoising, blurring or re-encoding a file smooths it away. For each pair
-  of consecutive sampled frames we high-pass the temporal difference (frame minus its 3x3 box
-  mean; linear, so it is the difference of the two frames' high-passes, each computed once) and
+  of consecutive sampled frames we apply Immerkaer's noise operator (a second difference in
+  both directions: it passes white noise and nearly cancels smooth shading) to the temporal
+  difference (linear: the difference of the two frames' responses, each computed once) and
   take the median of its block mean |value| over the 8x8 blocks that are flattest in both
-  frames (a quarter of them): flat areas that move leave little high-frequency residual,
-  texture is excluded, and the median ignores the edges of moving objects. The reading becomes
-  a noise sigma in *source* luma levels by dividing by what the estimator reads for unit white
-  noise pushed through the same INTER_AREA downscale (simulated once per geometry on a small
-  patch): a downscale by f divides white noise by ~f, so 720p and 1080p cameras with the same
-  noise read the same. Real noise is somewhat spatially correlated, so large downscales
-  overstate it a little, and 8-bit rounding of the analysis frame blurs readings below ~0.3
-  analysis levels (~1 source level at 720p). Encoders matter most: x264 at CRF 23 holds the
-  noise of still areas between keyframes and codes fresh noise only at keyframes (a sigma-4
-  camera then reads ~0 between them), so besides the typical level (`noise_sigma`) we report
-  the share of pairs in which any noise is alive.
+  frames (a quarter of them): texture is excluded and the median ignores the edges of moving
+  objects. Where nothing is flat (a pan over a textured wall) the residual is texture sliding
+  past, not noise; it is caught because it is not white (the plain difference is far larger
+  than its second difference; `max_whiteness`) and the pair's noise is left unmeasured. The
+  reading becomes a noise sigma in *source* luma levels by dividing by what the estimator
+  reads for unit white noise pushed through the same INTER_AREA downscale (simulated once per
+  geometry on a small patch): a downscale by f divides white noise by ~f, so 720p and 1080p
+  cameras with the same noise read the same (within ~10 % for sigma >= 4). Real noise is
+  somewhat spatially correlated, so large downscales overstate it a little, and 8-bit rounding
+  of the analysis frame inflates readings below ~0.5 analysis levels (~2 source levels at
+  720p, ~3 at 1080p). Encoders matter most: x264 at CRF 23 holds the noise of still areas
+  between keyframes and codes fresh noise only at keyframes (a sigma-4 camera then reads ~0
+  between them), so besides the typical level (`noise_sigma`) we report the share of pairs in
+  which any noise is alive.
 * **Motion.** A pair *moves* when at least `change_blocks` block means changed by
   `change_levels`: averaging 64 pixels divides noise by 8, while a moving edge shifts a block
   mean by a good part of its contrast, so noise alone does not count as motion.
@@ -55,11 +59,13 @@ What editing and playback physically do to the pixels, measured on the analysis-
   through ffmpeg carries it, including stream recordings downloaded with yt-dlp, OBS remuxes
   and all our synthetic clips.
 
-Cost: per sampled frame one box filter from uint8, a subtraction, three block-mean resizes and
-two partitions of ~900 block values; every 4th frame one more box filter and resize. Measured
-~0.16 ms of CPU per sampled frame at 320x180 (the basic extractor: ~0.10 ms). State: the
-previous frame's high-pass and two 40x22 block maps, one float per sampled pair and per 4th
-frame, and the decoded positions of repeats (for the cadence).
+Cost: per sampled frame one separable 3x3 filter, three block-mean resizes, two absolute
+differences and a few partitions of ~900 block values (the whiteness check only on pairs that
+move, on 48 blocks); every 4th frame two box filters and two more resizes for detail_ratio.
+Measured ~0.18 ms of CPU per sampled frame at 320x180 on a 720p clip (the basic extractor:
+~0.10 ms on the same frames). State: the previous frame's luma and noise response and three
+40x22 block maps, one float per sampled pair and per 4th frame, and the decoded positions of
+repeats (for the cadence).
 """
 
 from __future__ import annotations
@@ -106,10 +112,11 @@ class SignalSettings:
     # Noise below this sigma (analysis luma levels) is not alive in a pair. Identical pictures
     # read 0; 8-bit rounding of a changing picture alone would read ~0.3.
     noise_floor_levels: float = 0.1
-    # The temporal residual of noise is white. When its low-frequency share exceeds this
-    # multiple of white noise's, it is texture sliding past (a pan over a wall with no flat
-    # area) and the pair's noise is not measured. Measured: compressed camera noise 0.7-0.95x,
-    # a noise-free textured pan 2.3-2.6x.
+    # The temporal residual of noise is white. When its plain difference exceeds its second
+    # difference by more than this multiple of white noise's ratio, it is texture sliding past
+    # (a pan over a wall with no flat area) and the pair's noise is not measured. Measured (10th
+    # to 90th percentile of pairs): compressed camera noise 0.4-1.2x, noise-free textured pans
+    # 3-16x.
     max_whiteness: float = 1.8
     # A pair moves when at least `change_blocks` block means changed by `change_levels` (analysis
     # luma levels). Re-coding a keyframe of the same picture moves block means by ~0.5, an
@@ -146,12 +153,15 @@ class SignalExtractor(FeatureExtractor):
     Settings = SignalSettings
     COLUMN_DOCS = {
         "noise_sigma": ColumnDoc(
-            "median over sampled pairs of the temporal sensor noise alive in flat, still areas, as a "
+            "median over sampled pairs of the temporal sensor noise in the flattest areas, as a "
             "standard deviation in source-resolution luma levels (normalised for the downscale); "
-            "0 for rendered, frozen or heavily denoised/re-encoded pictures", "luma level", ">= 0", "live"),
+            "0 for rendered, frozen or heavily denoised/re-encoded pictures; missing when no pair "
+            "could be measured (texture moving everywhere, fewer than two frames)", "luma level",
+            ">= 0", "live"),
         "noise_alive_share": ColumnDoc(
-            "share of sampled pairs in which any temporal noise is alive (encoders that freeze noise "
-            "between keyframes still refresh it at each keyframe)", "share", "0-1", "live"),
+            "share of measured sampled pairs in which any temporal noise is alive (an encoder that "
+            "holds noise between keyframes still refreshes it at each keyframe)", "share", "0-1",
+            "live"),
         "noise_cv": ColumnDoc(
             "instability of the noise level over time: (p90 - p10) / median over pairs with live "
             "noise; missing with fewer than 10 such pairs", "ratio", ">= 0", "prerecorded"),
@@ -204,6 +214,7 @@ class SignalExtractor(FeatureExtractor):
         self._ratios = array("f")             # detail ratio of every detail_every-th frame
         self._frames = 0
         self._pairs = 0
+        self._unmeasured = 0                  # pairs whose residual was texture in motion
         self._repeat_pairs = 0
         self._quiet: _Run | None = None       # current run of pairs without motion
         self._before_noise: float | None = None   # noise of the moving pair before that run
@@ -292,6 +303,8 @@ class SignalExtractor(FeatureExtractor):
         measured = not math.isnan(pair.noise)
         if measured:
             self._noise.append(pair.noise)
+        else:
+            self._unmeasured += 1
         moving = pair.change >= s.change_levels
         dead = measured and pair.noise < self._floor
         if pair.adjacent:
@@ -353,6 +366,9 @@ class SignalExtractor(FeatureExtractor):
         self._close_dead()
         s = self.settings
         nan = math.nan
+        if self._unmeasured:
+            log.debug("%s: noise unmeasured in %d of %d pairs (texture in motion, nothing flat)",
+                      self.meta.location, self._unmeasured, self._pairs)
         noise = np.frombuffer(self._noise, dtype=np.float32)
         to_source = 1.0 / self._unit_response
         alive = noise[noise >= self._floor]
@@ -500,7 +516,8 @@ def _read_noise(abs_high_diff: np.ndarray, abs_diff: np.ndarray, mean_change: np
     frames (analysis levels). Whiteness compares the plain temporal difference in those blocks
     (less its block-mean shift, i.e. lighting) with its high-pass: fixed for white noise, much
     larger when the residual is texture sliding past (a pan over a textured wall), whose
-    difference is mostly low frequency. Only computed when the reading reaches need_whiteness.
+    difference is mostly low frequency. Only computed when the reading reaches need_whiteness
+    (NaN otherwise).
     """
     residual = _block_mean(abs_high_diff, block)
     if residual.size == 0:

@@ -127,3 +127,29 @@ def whole_loop(period_s: float, passes: int, disguises: Sequence[Disguise] = (),
         speed = speeds[k % len(speeds)] if speeds else 1.0
         steps.append(Air(0, disguise if k else Disguise(), speed if k else 1.0))
     return LoopPlan(steps, {0: period_s})
+
+
+def picture_in_picture(width: int, height: int, fps: float, duration_s: float, seed: int, period_s: float,
+                       box: tuple[float, float, float, float] = (0.6, 0.1, 0.32, 0.32),
+                       recorded_inside: bool = True, scene: SceneFactory = moving_scene) -> Iterator[np.ndarray]:
+    """A window (x, y, w, h as fractions) over a full frame, with a thin border.
+
+    recorded_inside=True: a recorded `period_s` loop plays in the window over live footage.
+    recorded_inside=False: a small live window over a big recorded loop.
+    """
+    import cv2
+
+    x, y = int(box[0] * width), int(box[1] * height)
+    w, h = int(box[2] * width) // 2 * 2, int(box[3] * height) // 2 * 2
+    loop_w, loop_h = (w, h) if recorded_inside else (width, height)
+    live_w, live_h = (width, height) if recorded_inside else (w, h)
+    recorded = list(scene(loop_w, loop_h, fps, period_s, seed * 100 + 1))
+    live = scene(live_w, live_h, fps, duration_s, seed * 100 + 2)
+    rng = np.random.default_rng(seed)
+    for i, live_frame in enumerate(live):
+        loop_frame = recorded[i % len(recorded)]
+        outer, inner = (live_frame, loop_frame) if recorded_inside else (loop_frame, live_frame)
+        frame = outer.copy()
+        frame[y:y + h, x:x + w] = inner
+        cv2.rectangle(frame, (x - 2, y - 2), (x + w + 1, y + h + 1), (235, 235, 235), 2)
+        yield np.clip(frame + rng.normal(0, 1.2, frame.shape), 0, 255).astype(np.uint8)
