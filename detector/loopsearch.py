@@ -18,6 +18,7 @@ A repeat is a sharp alignment, not a similar frame. The search runs in three ste
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -57,7 +58,7 @@ class SearchSettings:
     # Verification.
     trim_share: float = 0.25          # share of cells ignored as overlays
     match_distance: float = 0.35      # trimmed distance under which two frames are the same footage
-    sharpness_ratio: float = 0.4      # exact alignment must be this much closer than shifted ones
+    sharpness_ratio: float = 0.3      # exact alignment must be this much closer than shifted ones
     min_change: float = 0.06          # shifted distance needed: the span must really change
     max_gap_s: float = 1.2            # gaps in a run shorter than this are bridged
     slope_tolerance: float = 0.1      # |slope| within 1 +- this
@@ -546,7 +547,7 @@ def _assign(runs: list[Run], times_s: np.ndarray, settings: SearchSettings, step
 
     Several alignments can cover the same airtime: pass 3 of a loop matches pass 2 and pass 1;
     a line fitted between two speed-changed passes matches both loosely. Per frame, the run
-    with the smallest distance wins; near-ties (within 10 %) go to the longer run, then to the
+    with the smallest distance wins; near-ties (within 30 % + 0.01) go to the longer run, then to the
     smaller offset, so that a periodic loop is explained pass by previous pass.
     """
     if not runs:
@@ -563,7 +564,7 @@ def _assign(runs: list[Run], times_s: np.ndarray, settings: SearchSettings, step
         owner = np.full(n, -1)
         for k in order:
             run = runs[k]
-            free = usable[k] & (owner[run.q] < 0) & (run.d <= best_d[run.q] * 1.1 + 0.002)
+            free = usable[k] & (owner[run.q] < 0) & (run.d <= best_d[run.q] * 1.3 + 0.01)
             owner[run.q[free]] = k
         segments, changed = [], False
         for k, run in enumerate(runs):
@@ -579,5 +580,26 @@ def _assign(runs: list[Run], times_s: np.ndarray, settings: SearchSettings, step
                     changed = True
         if not changed:
             break
-    repeats = [_repeat(runs[k], members, times_s, step_s) for k, members in segments]
-    return sorted(repeats, key=lambda r: r.start_s)
+    repeats = sorted((_repeat(runs[k], members, times_s, step_s) for k, members in segments),
+                     key=lambda r: (r.start_s, -r.end_s))
+    return _without_overlaps(repeats, settings.min_span_s)
+
+
+def _without_overlaps(repeats: list[Repeat], min_span_s: float) -> list[Repeat]:
+    """Frames alternating between two runs leave overlapping spans: trim each span to start
+    where the previous one ends (one explanation per moment of airtime)."""
+    out: list[Repeat] = []
+    for r in repeats:
+        if out and r.start_s < out[-1].end_s:
+            # The remainder belongs to a verified run of at least min_span_s: keep any
+            # useful piece of it.
+            if r.end_s - out[-1].end_s < min(1.0, min_span_s):
+                continue
+            cut = out[-1].end_s - r.start_s
+            speed = (r.source_end_s - r.source_start_s) / max(r.end_s - r.start_s, 1e-6)
+            if r.slope > 0:
+                r = dataclasses.replace(r, start_s=out[-1].end_s, source_start_s=r.source_start_s + cut * speed)
+            else:
+                r = dataclasses.replace(r, start_s=out[-1].end_s, source_end_s=r.source_end_s - cut * speed)
+        out.append(r)
+    return out

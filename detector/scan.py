@@ -27,6 +27,10 @@ _FLAG_FOR_KIND = {
     "picture_in_picture": "picture_in_picture",
     "cut": "cuts",
     "audio_loop": "audio_loop",
+    "idle": "static",                  # idle: a long still stretch, even if a light blinks
+    "regional_loop": "regional_loop",  # one region repeats on its own (a looping window; or a turntable)
+    "green_screen": "green_screen",
+    "frozen": "static",
 }
 
 RECORD_KEYS = (
@@ -59,7 +63,10 @@ class ScanRecord:
         return data
 
     def strongest_evidence(self) -> dict[str, Any] | None:
-        return max(self.evidence, key=lambda e: e["score"], default=None)
+        """The finding a moderator should check first: a replayed span beats everything,
+        then the highest score (clip-library summaries only when nothing else is there)."""
+        rank = {"loop": 2, "recycled_clip": 0}
+        return max(self.evidence, key=lambda e: (rank.get(e["kind"], 1), e["score"]), default=None)
 
 
 def _json_number(value: float) -> float | None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from detector.extractors.base import FeatureExtractor
 from detector.extractors.basic import BasicStatsExtractor
+from detector.extractors.layout import LayoutExtractor
+from detector.extractors.motion import MotionExtractor
 from detector.extractors.repetition import RepetitionExtractor
 from detector.extractors.shots import ShotsExtractor
 from detector.extractors.signal import SignalExtractor
 
 REGISTRY: dict[str, type[FeatureExtractor]] = {
-    cls.name: cls for cls in (BasicStatsExtractor, RepetitionExtractor, ShotsExtractor, SignalExtractor)
+    cls.name: cls
+    for cls in (BasicStatsExtractor, MotionExtractor, RepetitionExtractor, ShotsExtractor, SignalExtractor,
+                LayoutExtractor)
 }
 
 

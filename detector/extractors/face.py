@@ -9,33 +9,37 @@ measure for it:
   cancels, non-rigid change remains), in units of the sensor noise;
 * the change is confined to a pasted patch -> mouth change vs. change of the cheeks and jaw
   beside it (a real jaw drop moves them; a pasted mouth leaves a still seam around itself);
-* blinks are scripted -> blink events (the eye band changes for 1-4 sampled frames and comes
-  back) and the regularity of their intervals (real blinks: coefficient of variation ~0.5-1);
+* blinks are scripted -> blink events (the eye band loses its detail for 1-4 sampled frames
+  and gets it back) and the regularity of their intervals (real blinks: coefficient of
+  variation ~0.5-1);
 * the head sways on a sine -> head-sway speed and the spectral peakiness of its velocity
-  (a random-walk or real head gives a broad velocity spectrum, a sine one sharp line);
-* recycled footage with new lips -> the face's surroundings with the lower face masked out
-  repeat an earlier moment sharply (one earlier moment matches at noise level, the rest do
-  not) while the mouth differs from the mouth at that moment: "mouth-only novelty";
+  (a real head gives a broad velocity spectrum, a sine one sharp line);
+* recycled footage with new lips -> the frame above the chin, lower face weighted out,
+  repeats an earlier moment sharply (one earlier moment matches, the rest do not, over a span whose
+  matched moments advance with time) while the mouth differs from the mouth at that
+  moment: "mouth-only novelty";
 * nobody is there -> share of time with a face; `no_presenter` evidence for long absences.
 
-How the face is found, and what it costs (CPU time per call at the default 320 px analysis
-size, measured on this project's 2-core machine; see the test report in the module's tests):
-one Haar cascade bundled in OpenCV 4.x wheels (`haarcascade_frontalface_alt2.xml`), loaded
-lazily once per process (and thread: OpenCV's cascade is not safe to share between threads).
-A full-frame search runs on a copy whose long side is `detect_side_px` (160 px: faces down to
-~40 px at 320 px analysis size; ~4-7 ms) and only while no face is tracked: at `search_hz`
-(1 Hz) for `recent_loss_s` after a face was lost and at the start, at `idle_search_hz`
-(1/3 Hz) in a long absence, and at once when the picture changes abruptly (a cut back to the
-presenter). While a face is tracked, every sampled frame follows it by normalised template
-matching in a small window around the last box (~0.05 ms), and a detection restricted to that
-window confirms the track at `confirm_hz` (1 Hz, ~0.5-1 ms); a track that fails the template
-match or stays unconfirmed for `max_unconfirmed_s` is dropped. Everything else works on a
-40x40 face patch and a 24x16 body patch per sampled frame; the recycled-footage search runs at
-`descriptor_hz` (4 Hz) against a ring of `history_s` (10 minutes) of 114-float descriptors.
-Only a frontal-face cascade is used: a presenter in profile for long is "no face" here.
+How the face is found, and what it costs. One Haar cascade bundled in OpenCV 4.x wheels
+(`haarcascade_frontalface_alt2.xml`), loaded lazily once per process (and thread: a cascade is
+not safe to share between threads). A full-frame search runs on a copy whose long side is
+`detect_side_px` (160 px: faces down to ~40 px at the 320 px analysis size) and costs ~3-5 ms,
+so it runs only while no face is tracked: at `search_hz` (1 Hz) at the start and for
+`recent_loss_s` (20 s) after a face was lost, then at `idle_search_hz` (one every 3 s), and at
+once when the picture changes abruptly (a cut back to the presenter). While a face is tracked,
+every sampled frame follows it by normalised template matching in a window around the last
+box (~0.03 ms), and a detection restricted to that window confirms the track at `confirm_hz`
+(every 2 s, ~0.5 ms); a track that fails the template match or stays unconfirmed for
+`max_unconfirmed_s` is dropped. The face size is the median of the last 9 detections, so
+patches and descriptors keep one scale. The rest works on a 40x40 face patch and a 24x16 body
+patch per sampled frame, and the recycled-footage search runs at `descriptor_hz` (4 Hz) against
+`history_s` (10 minutes) of 64-float descriptors. Measured on this project's 2-core machine
+(loaded), per sampled frame at 10 Hz: ~0.3 ms with a face on screen, ~0.4 ms in the first 20 s
+without one, ~0.15 ms in a long absence. Only a frontal-face cascade is used: a presenter who
+stays in profile is "no face" here.
 
-State is bounded: a few floats per sampled frame at most (blink times, per-descriptor-sample
-match results), fixed-size rings and running sums otherwise.
+State is bounded: running sums, fixed-size rings (10 minutes of descriptors, ~7 MB at most),
+and a few floats per blink and per descriptor sample.
 """
 
 from __future__ import annotations
@@ -99,7 +103,9 @@ class FaceSettings:
     search_hz: float = 1.0            # full searches per second while no face is tracked ...
     recent_loss_s: float = 20.0       # ... for this long after losing one (and at the start),
     idle_search_hz: float = 1 / 3     # then this rate;
-    cut_search_delta: float = 12.0    # and at once when a 16x16 thumbnail changes this much (luma)
+    # A cut: a 32x32 grid of pixels changes this much (mean luma) between sampled frames.
+    # Without a face it triggers a search at once; with one, a check that the face is there.
+    cut_search_delta: float = 20.0
     confirm_hz: float = 0.5           # detections near the tracked face per second
     track_min_score: float = 0.5      # template correlation below which the face is gone
     template_refresh_score: float = 0.85   # below this the template is re-cut (appearance changed)
@@ -109,14 +115,15 @@ class FaceSettings:
     no_presenter_full_score_s: float = 60.0
     # -- mouth vs. face motion -------------------------------------------------------------------
     mouth_only_window_s: float = 5.0
-    mouth_only_ratio: float = 4.0     # mouth change / upper-face change that flags a window ...
+    mouth_only_ratio: float = 5.0     # mouth change / upper-face change that flags a window ...
     mouth_only_min_motion: float = 2.0    # ... when the mouth moves at least this (noise units)
     # -- blinks ---------------------------------------------------------------------------------
     blink_max_s: float = 0.45         # longer eye-band excursions are not blinks (looking down)
     blink_k: float = 4.0              # eye detail dip: x the typical single-frame deviation ...
     blink_min_dip: float = 0.1        # ... and at least this share of the detail
     blink_min_events: int = 5         # fewer blinks: interval regularity is not measured
-    blink_regular_cv: float = 0.3     # interval CV below this is `regular_blinks` evidence
+    blink_regular_cv: float = 0.3     # interval CV below this is `regular_blinks` evidence ...
+    blink_evidence_min: int = 7       # ... over at least this many blinks (a CV from 4 intervals is noise)
     # -- head sway ------------------------------------------------------------------------------
     sway_window_s: float = 12.8       # spectrum window (50 % overlap) of the head velocity
     # -- recycled footage ------------------------------------------------------------------------
@@ -151,10 +158,10 @@ class FaceExtractor(FeatureExtractor):
         "mouth_body_ratio": ColumnDoc("(mouth + 0.25) / (body + 0.25) motion; missing without a body region", "ratio", ">= 0", "ai_driven"),
         "mouth_upper_corr": ColumnDoc("correlation over time of mouth and upper-face motion (a real speaker moves both together)" + _NAN_NOTE, "correlation", "-1-1", "live"),
         "mouth_seam_ratio": ColumnDoc("(mouth + 0.25) / (cheeks beside the mouth + 0.25) motion: change confined to a pasted mouth patch is high" + _NAN_NOTE, "ratio", ">= 0", "ai_driven"),
-        "mouth_only_share": ColumnDoc("share of tracked time in 5 s windows where the mouth moves and the upper face does not" + _NAN_NOTE, "share", "0-1", "ai_driven"),
+        "mouth_only_share": ColumnDoc("share of tracked time in 5 s windows where the mouth moves (>= 2 noise units) and the upper face barely does (mouth_upper_ratio >= 5)" + _NAN_NOTE, "share", "0-1", "ai_driven"),
         "blink_rate_per_min": ColumnDoc("blinks per minute of tracked face; missing with under 5 s of face", "1/min", ">= 0", "context"),
         "blink_interval_cv": ColumnDoc("coefficient of variation of intervals between blinks (real ~0.5-1, scripted low); missing with under 5 blinks", "ratio", ">= 0", "live"),
-        "upper_repeat_share": ColumnDoc("share of descriptor samples (4 Hz) whose surroundings, lower face masked, sharply repeat an earlier moment; missing without a face or 2 s of history", "share", "0-1", "looped / ai_driven"),
+        "upper_repeat_share": ColumnDoc("share of descriptor samples (4 Hz) in replayed spans: the frame above the chin, lower face weighted out, sharply repeats an earlier moment, at one lag, for >= ~1 s; missing without ~7 s of face", "share", "0-1", "looped / ai_driven"),
         "mouth_novelty_on_repeat": ColumnDoc("mean mouth novelty (0: same mouth as at the repeated moment, 1: clearly new) over those repeats; missing without repeats", "share", "0-1", "ai_driven"),
         "mouth_only_novelty": ColumnDoc("upper_repeat_share x mouth_novelty_on_repeat: recycled footage with a re-synthesised mouth; missing as upper_repeat_share", "share", "0-1", "ai_driven"),
     }
@@ -191,12 +198,11 @@ class FaceExtractor(FeatureExtractor):
         self._face_frames += 1
         face = _crop(gray, box.cx, box.cy, box.w, box.h, PATCH, PATCH).astype(np.float32)
         body = _body_patch(gray, box)
-        noise = self._motion.noise_sigma / math.sqrt(2.0)
         if self._prev is not None and dt_s > 0:
-            noise = self._motion.add(t_s, face, body, *self._prev)
+            self._motion.add(t_s, face, body, *self._prev)
         self._blinks.add(t_s, face[_EYES])
         self._sway.add(box, dt_s if self._prev is not None else 0.0)
-        self._recycle.add(t_s, gray, box)
+        self._recycle.add(t_s, gray, box, self._tracker)
         self._prev = (face, body)
 
     def _end_segment(self) -> None:
@@ -282,6 +288,7 @@ class _Tracker:
     """One face: found by the cascade, followed by template matching, confirmed now and then."""
 
     T = 24            # template side (px); sub-pixel peak refinement gives ~0.1 px of it
+    ANCHOR_SCORE = 0.8
     MARGIN = 0.3      # search window margin, in box sizes, per sampled frame
 
     def __init__(self, s: FaceSettings):
@@ -289,28 +296,45 @@ class _Tracker:
         self.box: _Box | None = None
         self.template: np.ndarray | None = None
         self.template_w = 0.0
+        self.anchor: np.ndarray | None = None
+        self.anchor_w = 0.0
         self.lost_t_s: float | None = None          # None: not started (counts as recent)
         self.last_search_t_s = -math.inf
         self.last_check_t_s = -math.inf
         self.last_confirm_t_s = -math.inf
         self.search_thumb: np.ndarray | None = None
+        self.thumb: np.ndarray | None = None           # previous frame's, to notice cuts
+        self.score_ema: float | None = None
         self.size_n, self.size_sum, self.size_sq = 0, 0.0, 0.0
         self.widths: deque[float] = deque(maxlen=9)
+        self.long_widths: deque[float] = deque(maxlen=101)
+        # A face size for descriptors that must not move: the first one, replaced only when
+        # the median of the last ~100 detections leaves it by 25 % (the presenter moved).
+        self.fixed_size = 0.0
         self.searches = 0
 
     def step(self, gray: np.ndarray, t_s: float) -> tuple[_Box | None, bool]:
         """The face box at this frame (None: no face) and whether it continues the last one."""
+        import cv2
+
         if self.lost_t_s is None:
             self.lost_t_s = t_s
+        thumb = _thumbnail(gray)
+        cut = (self.thumb is not None
+               and float(cv2.norm(thumb, self.thumb, cv2.NORM_L1)) / thumb.size > self.s.cut_search_delta)
+        self.thumb = thumb
         if self.box is not None and not self._follow(gray):
             self._lose(t_s)
         continuous = self.box is not None
         if self.box is not None:
-            if t_s - self.last_check_t_s >= 1.0 / self.s.confirm_hz:
+            # A cut may land the template on a look-alike patch of the new scene: check now.
+            if cut or t_s - self.last_check_t_s >= 1.0 / self.s.confirm_hz:
                 self.last_check_t_s = t_s
-                if self._confirm(gray, t_s):
-                    continuous = False
-            if t_s - self.last_confirm_t_s > self.s.max_unconfirmed_s:
+                found, snapped = self._confirm(gray, t_s)
+                continuous = continuous and not snapped
+                if cut and not found:
+                    self._lose(t_s)
+            if self.box is not None and t_s - self.last_confirm_t_s > self.s.max_unconfirmed_s:
                 self._lose(t_s)
         elif self._search_due(gray, t_s):
             found = self._search(gray, t_s)
@@ -329,14 +353,14 @@ class _Tracker:
         # A cut (the camera back on the presenter) is worth a search now; cheap to check.
         if self.search_thumb is None or t_s - self.last_search_t_s < 0.25:
             return False
-        return float(cv2.norm(_thumbnail(gray), self.search_thumb, cv2.NORM_L1)) / 256 > self.s.cut_search_delta
+        return float(cv2.norm(self.thumb, self.search_thumb, cv2.NORM_L1)) / self.thumb.size > self.s.cut_search_delta
 
     def _search(self, gray: np.ndarray, t_s: float) -> _Box | None:
         import cv2
 
         self.last_search_t_s = t_s
         self.searches += 1
-        self.search_thumb = _thumbnail(gray)
+        self.search_thumb = self.thumb
         scale = min(1.0, self.s.detect_side_px / max(gray.shape))
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
         faces = _cascade(self.s.cascade).detectMultiScale(small, scaleFactor=1.15, minNeighbors=2, minSize=(20, 20))
@@ -353,37 +377,75 @@ class _Tracker:
         self.last_check_t_s = self.last_confirm_t_s = t_s
 
     def _lose(self, t_s: float) -> None:
-        self.box = self.template = None
+        self.box = self.template = self.score_ema = None
         self.lost_t_s = t_s
         self.last_search_t_s = -math.inf            # look again at once: it may have jumped
 
     # -- a face: follow and confirm ---------------------------------------------------------------
+    # The template is the upper 60 % of the box (hair, brows, eyes, nose): the rigid part of
+    # a head. A talking mouth and jaw would pull a whole-face match by a pixel or so, and so
+    # would a re-synthesised mouth; the track must not depend on the mouth.
+    TOP, TALL = -0.2, 0.6       # template centre offset and height, in box heights
+
     def _cut_template(self, gray: np.ndarray) -> None:
-        b = self.box
-        self.template = _crop(gray, b.cx, b.cy, b.w, b.h, self.T, self.T)
+        b, T = self.box, self.T
+        self.template = _crop(gray, b.cx, b.cy + self.TOP * b.h, b.w, self.TALL * b.h, T, round(self.TALL * T))
         self.template_w = b.w
+        if self.anchor is None:
+            self.anchor, self.anchor_w = self.template, b.w
 
     def _follow(self, gray: np.ndarray) -> bool:
         import cv2
 
         b, T = self.box, self.T
-        side = T + 2 * round(self.MARGIN * T)
-        grow = side / T
-        window = _crop(gray, b.cx, b.cy, b.w * grow, b.h * grow, side, side)
+        tall = round(self.TALL * T)
+        margin = round(self.MARGIN * T)
+        unit_x, unit_y = b.w / T, self.TALL * b.h / tall          # analysis px per template px
+        window = _crop(gray, b.cx, b.cy + self.TOP * b.h, (T + 2 * margin) * unit_x, (tall + 2 * margin) * unit_y,
+                       T + 2 * margin, tall + 2 * margin)
         result = cv2.matchTemplate(window, self.template, cv2.TM_CCOEFF_NORMED)
         _, score, _, (px, py) = cv2.minMaxLoc(result)
-        if not score >= self.s.track_min_score:       # also catches NaN on a flat window
+        # Gone: a poor match, or one far below this face's usual match (also NaN: flat window).
+        if not (score >= self.s.track_min_score and score >= (self.score_ema or 0.0) - 0.25):
             return False
-        dx = px + _peak_offset(result[py, max(px - 1, 0):px + 2], px) - (side - T) / 2
-        dy = py + _peak_offset(result[max(py - 1, 0):py + 2, px], py) - (side - T) / 2
-        b.cx += dx * b.w / T
-        b.cy += dy * b.h / T
+        self.score_ema = score if self.score_ema is None else self.score_ema + 0.1 * (score - self.score_ema)
+        dx = px + _peak_offset(result[py, max(px - 1, 0):px + 2], px) - margin
+        dy = py + _peak_offset(result[max(py - 1, 0):py + 2, px], py) - margin
+        b.cx += dx * unit_x
+        b.cy += dy * unit_y
         if score < self.s.template_refresh_score:
             self._cut_template(gray)
         return True
 
-    def _confirm(self, gray: np.ndarray, t_s: float) -> bool:
-        """Look for the face near the box; snap to it if the track drifted. True on a snap."""
+    def anchored_centre(self, gray: np.ndarray) -> tuple[float, float]:
+        """The face centre refined against the anchor (the first template of the clip, never
+        re-cut) when the face looks like it; the box's own centre otherwise. The running
+        template is re-cut as the face changes, so the track can drift by a pixel or so,
+        differently in two showings of the same footage; the anchor gives both showings the
+        same position. (Only the recycled-footage descriptors need this; the box is left
+        alone, so that motion measurements see no jumps.)"""
+        import cv2
+
+        b, T = self.box, self.T
+        if self.anchor is None or abs(b.w / self.anchor_w - 1) > 0.1:
+            return b.cx, b.cy
+        tall = self.anchor.shape[0]
+        margin = 3
+        unit_x, unit_y = self.anchor_w / T, self.TALL * self.anchor_w / tall
+        # Offsets in the anchor's own size, so that the position is a fixed point of the face
+        # whatever the current size estimate.
+        window = _crop(gray, b.cx, b.cy + self.TOP * self.anchor_w, (T + 2 * margin) * unit_x,
+                       (tall + 2 * margin) * unit_y, T + 2 * margin, tall + 2 * margin)
+        result = cv2.matchTemplate(window, self.anchor, cv2.TM_CCOEFF_NORMED)
+        _, score, _, (px, py) = cv2.minMaxLoc(result)
+        if not score >= self.ANCHOR_SCORE or not (0 < px < 2 * margin and 0 < py < 2 * margin):
+            return b.cx, b.cy
+        return (b.cx + (px + _peak_offset(result[py, px - 1:px + 2], px) - margin) * unit_x,
+                b.cy + (py + _peak_offset(result[py - 1:py + 2, px], py) - margin) * unit_y)
+
+    def _confirm(self, gray: np.ndarray, t_s: float) -> tuple[bool, bool]:
+        """Look for the face near the box; snap to it if the track drifted.
+        Returns (found, snapped)."""
         import cv2
 
         b = self.box
@@ -397,7 +459,7 @@ class _Tracker:
             window, scaleFactor=1.1, minNeighbors=2,
             minSize=(smallest, smallest), maxSize=(max(smallest + 1, int(1.35 * expected) + 1),) * 2)
         if len(faces) == 0:
-            return False
+            return False, False
         centre = side / 2
         x, y, w, h = min(faces, key=lambda f: (f[0] + f[2] / 2 - centre) ** 2 + (f[1] + f[3] / 2 - centre) ** 2)
         unit = b.w * grow / side                      # analysis px per window px
@@ -409,10 +471,10 @@ class _Tracker:
         if drift > 0.25:
             b.cx, b.cy = found.cx, found.cy
             self._cut_template(gray)
-            return True
+            return True, True
         if abs(b.w / self.template_w - 1) > 0.05:
             self._cut_template(gray)
-        return False
+        return True, False
 
     def _size(self) -> float:
         """The face size used: the median of the last few detections. A single Haar box is
@@ -423,6 +485,10 @@ class _Tracker:
 
     def _record_size(self, w: float) -> None:
         self.widths.append(w)
+        self.long_widths.append(w)
+        recent = sorted(self.long_widths)[len(self.long_widths) // 2]
+        if not self.fixed_size or abs(recent / self.fixed_size - 1) > 0.25:
+            self.fixed_size = recent
         self.size_n += 1
         self.size_sum += w
         self.size_sq += w * w
@@ -435,21 +501,19 @@ class _Tracker:
 
 
 def _thumbnail(gray: np.ndarray) -> np.ndarray:
-    """16 x 16 block means (of the largest centred region divisible into whole blocks: the
-    area resize is ~8x faster at an integer factor)."""
-    import cv2
-
+    """A 32 x 32 grid of single pixels, for noticing cuts: their mean absolute change over
+    1024 points is steady under sensor noise (~2-3 levels) and jumps at a cut, and sampling
+    costs a few microseconds where block means would cost ~15."""
     height, width = gray.shape
-    bh, bw = max(1, height // 16), max(1, width // 16)
-    y0, x0 = (height - 16 * bh) // 2, (width - 16 * bw) // 2
-    return cv2.resize(gray[y0:y0 + 16 * bh, x0:x0 + 16 * bw], (16, 16), interpolation=cv2.INTER_AREA)
+    sy, sx = max(1, height // 32), max(1, width // 32)
+    return np.ascontiguousarray(gray[sy // 2::sy, sx // 2::sx][:32, :32])
 
 
 def _peak_offset(values: np.ndarray, index: int) -> float:
     """Sub-pixel offset of a correlation peak from a parabola through it and its neighbours."""
     if len(values) != 3 or index == 0:
         return 0.0
-    left, mid, right = (float(v) for v in values)
+    left, mid, right = values.tolist()
     denom = left - 2 * mid + right
     return 0.0 if denom >= 0 else max(-0.5, min(0.5, 0.5 * (left - right) / denom))
 
@@ -566,7 +630,7 @@ class _Motion:
     def _window_reset(self, t_s: float | None) -> None:
         self.w_start, self.w_last, self.w_n, self.w_mouth, self.w_upper = t_s, t_s, 0, 0.0, 0.0
 
-    def add(self, t_s, face, body, prev_face, prev_body) -> float:
+    def add(self, t_s, face, body, prev_face, prev_body) -> None:
         diff = face - prev_face
         unit = _MEAN_ABS * self.face_noise.update(diff)
         mouth = _change(diff[_MOUTH]) / unit
@@ -586,12 +650,6 @@ class _Motion:
             self.body += _change(body_diff) / body_unit
             self.body_mouth += mouth
         self._window_add(t_s, mouth, upper)
-        return self.noise_sigma / math.sqrt(2.0)      # noise of one frame, for the blink detector
-
-    @property
-    def noise_sigma(self) -> float:
-        """Noise std of a difference of two stabilised face patches."""
-        return self.face_noise.sigma
 
     def _window_add(self, t_s: float, mouth: float, upper: float) -> None:
         if self.w_start is None:
@@ -735,7 +793,7 @@ class _Blinks:
 
     def evidence(self) -> list[Evidence]:
         cv = self.interval_cv()
-        if not cv < self.s.blink_regular_cv:
+        if not cv < self.s.blink_regular_cv or len(self.times) < self.s.blink_evidence_min:
             return []
         intervals = self._intervals()
         return [Evidence("regular_blinks", float(self.times[0]), float(self.times[-1]),
@@ -802,41 +860,45 @@ class _Sway:
 # -- recycled footage with a new mouth -----------------------------------------------------------
 
 class _RecycleMatcher:
-    """Does the frame, lower face masked out, repeat an earlier moment while the mouth does not?
+    """Does the frame, lower face weighted out, repeat an earlier moment while the mouth does not?
 
-    At `descriptor_hz`, the whole frame as ~256 cell means (frame coordinates: the tracker's
-    state cannot make two copies of the same footage differ), centred on their median
-    (brightness shifts) and scaled by sqrt(pixels per cell). Each query compares only the
-    cells clear of the *current* lower face and jaw (what a lip-sync model re-synthesises)
-    with every stored sample and with the segment between consecutive samples (linear
-    interpolation: the replayed moment usually falls between two stored samples).
+    At `descriptor_hz`, the frame as ~256 square cell means in frame coordinates (the
+    tracker's state cannot make two showings of the same footage differ), centred on their
+    median (brightness shifts), scaled to pixel noise, with the lower face and jaw (what a
+    lip-sync model re-synthesises) and everything below the chin (where live rooms scroll
+    their comments) weighted out around a face position and a face size that stay put, then
+    randomly projected to 64 dimensions.
+    Each query is compared with every stored sample and with the segment between consecutive
+    samples (linear interpolation: the replayed moment usually falls between two of them).
 
     A sample is a sharp match when its nearest earlier moment (older than `repeat_exclude_s`)
-    is (a) much closer than the median earlier moment (a still scene matches everything
-    equally, so it repeats nothing) and (b) within `repeat_noise_k` of the footage's own noise
-    distance (the median change of still cells between samples, its recent 80th percentile so
-    that keyframe refreshes count). A *repeat* is a run of at least MIN_RUN sharp matches at
-    one lag whose matched moments advance with time (a still pose that resembles a whole
-    stretch is not a replay). Lags point at the first showing: a match on a copy that was
-    itself a repeat inherits that copy's source.
+    is (a) within `repeat_ratio` of the median earlier distance (a still scene matches
+    everything equally, so it repeats nothing) and (b) within `repeat_change_k` of how much
+    the frame typically changes between two samples (80th percentile of recent medians over
+    cells). A *repeat* is a run of at least MIN_RUN sharp matches at one lag whose matched
+    moments advance with time (a pose that happens to resemble a stretch is not a replay).
+    Lags point at the first showing: a match on a copy that was itself a sharp match inherits
+    that copy's source, so a clip replayed twice is one span at one lag.
 
-    The mouth, from the stabilised face patch, is kept for every sampled frame (it moves too
-    fast to interpolate). Mouth novelty: the distance from the current mouth to the closest
-    stored mouth within a frame or so of the matched moment, over the frame's match distance;
-    an untouched replay matches both at noise level, a re-synthesised mouth differs several
-    times more: novelty = clip((ratio - 2) / 4, 0, 1).
+    The mouth is kept for every sampled frame (it moves too fast to interpolate) as 12 x 7
+    cells of ~w/16 px on a lattice fixed to the frame, so two showings of the same footage
+    compare the very same pixels. Mouth novelty = clip((r - 1) / 2, 0, 1), where r is the
+    distance from the mouth now to the closest stored mouth within a frame or so of the
+    matched moment, over the frame's match distance: an untouched replay matches its mouth
+    about as well as the rest (r ~0.5, rarely above 1); a re-synthesised one does not.
     """
 
     KEYS = ("upper_repeat_share", "mouth_novelty_on_repeat", "mouth_only_novelty")
     MIN_HISTORY = 8
     MIN_RUN = 4           # samples (~1 s) in a replayed span
     MOUTH_WINDOW_S = 0.12
+    CANDIDATES = 16       # nearest samples whose neighbouring segments are measured
     LAG_TOLERANCE_S = 0.3 # a replay keeps its lag (interpolated matches are ~0.05 s precise)
     GRID_CELLS = 256
     # Stored grids are randomly projected to this many dimensions (distances kept within
     # ~20 %, Johnson-Lindenstrauss): the search over 10 minutes then costs ~0.1 ms.
     PROJECTED = 64
-    CHANGE_WINDOW = 16    # recent per-sample change estimates (~8 s)
+    CHANGE_WINDOW = 16    # recent per-sample change estimates (~4 s)
 
     def __init__(self, s: FaceSettings, rate_hz: float):
         self.s = s
@@ -848,14 +910,14 @@ class _RecycleMatcher:
         self.has_prev = np.zeros(self.cap, bool)         # slot - 1 holds its predecessor
         self.prev = (np.arange(self.cap) - 1) % self.cap
         self.grid: np.ndarray | None = None              # (cap, cells), allocated on first use
-        self.shape: tuple[int, int] | None = None        # grid (cols, rows)
+        self.shape: tuple[int, int, int, int, int] | None = None   # cols, rows, cell px, x/y offset
         self.count = 0
         self.last_t_s = -math.inf
         self.last_grid: np.ndarray | None = None
         self.last_mask: np.ndarray | None = None
         self.last_cells: np.ndarray | None = None
         self.projection: np.ndarray | None = None
-        self.cells_n = 1
+        self.cells_n = 1.0                               # effective cells of the last grid
         self.change_recent: deque[float] = deque(maxlen=self.CHANGE_WINDOW)
         self.mouth_cap = math.ceil(s.history_s * max(rate_hz, s.descriptor_hz) * 1.2) + 1
         self.mouth_times = np.full(self.mouth_cap, math.inf)
@@ -868,7 +930,10 @@ class _RecycleMatcher:
         self.rec_t, self.rec_ratio, self.rec_change_ratio = array("d"), array("f"), array("f")
         self.rec_lag, self.rec_novelty = array("f"), array("f")
 
-    def add(self, t_s: float, gray: np.ndarray, box: _Box) -> None:
+    def add(self, t_s: float, gray: np.ndarray, box: _Box, tracker: _Tracker) -> None:
+        """The frame descriptor is placed by the tracker's anchored centre and fixed size:
+        it must not depend on the box's own state, which differs by a pixel or a few % between
+        two showings of the same footage."""
         if not self.mouth_cell_px:
             self.mouth_cell_px = max(2, round(box.w / 16))
         mouth = _mouth_window(gray, box, self.mouth_cell_px)
@@ -891,8 +956,11 @@ class _RecycleMatcher:
             rng = np.random.default_rng(0)     # fixed: the same footage projects the same way
             self.projection = (rng.standard_normal((n, self.PROJECTED)) / math.sqrt(self.PROJECTED)).astype(np.float32)
             self.grid = np.zeros((self.cap, self.PROJECTED), np.float32)
-        cells, mask = _frame_grid(gray, box, self.shape)
-        self.cells_n = cells.size
+        cx, cy = tracker.anchored_centre(gray)
+        cells, mask, weight = _frame_grid(gray, cx, cy, tracker.fixed_size, self.shape)
+        # Distances are per weighted cell, so that how much of the frame is weighted out does
+        # not scale them.
+        self.cells_n = max(1.0, weight)
         grid = cells @ self.projection
         if follows:
             both = mask & self.last_mask
@@ -917,10 +985,16 @@ class _RecycleMatcher:
         `when_s` (sampling phase and interpolated times are only that precise), over the
         cells their windows share (both lie on one lattice fixed to the frame)."""
         best = math.nan
-        for slot in np.flatnonzero(np.abs(self.mouth_times - when_s) <= self.MOUTH_WINDOW_S):
-            d = _window_distance(mouth, (self.mouth_origin[slot], self.mouth[slot]))
-            if not d >= best:
-                best = d
+        # The ring holds times in increasing order from its oldest slot: two sorted runs.
+        head = self.mouth_count % self.mouth_cap
+        for lo, hi in ((head, self.mouth_cap), (0, head)):
+            run = self.mouth_times[lo:hi]
+            a = lo + int(np.searchsorted(run, when_s - self.MOUTH_WINDOW_S, side="left"))
+            b = lo + int(np.searchsorted(run, when_s + self.MOUTH_WINDOW_S, side="right"))
+            for slot in range(a, b):
+                d = _window_distance(mouth, (self.mouth_origin[slot], self.mouth[slot]))
+                if not math.isnan(d) and (math.isnan(best) or d < best):
+                    best = d
         return best
 
     def _change(self) -> float:
@@ -943,18 +1017,22 @@ class _RecycleMatcher:
         # The median earlier distance (from every 4th sample: plenty for a median).
         sample = d2[eligible][::4]
         typical = math.sqrt(float(np.partition(sample, sample.size // 2)[sample.size // 2]))
-        # ... and to the segment from each sample's predecessor to it.
-        prev = self.prev
-        seg = self.has_prev & eligible & eligible[prev]
-        d2_prev = d2[prev]
-        length2 = np.maximum(self.steps / cells, 1e-9)
-        along = np.clip((d2_prev + length2 - d2) / (2 * length2), 0.0, 1.0)
-        d2_seg = np.maximum(d2_prev - along * (d2_prev + length2 - d2) + along * along * length2, 0.0)
-        d2_seg[~seg] = np.inf
         d2[~eligible] = np.inf
-        k_point, k_seg = int(np.argmin(d2)), int(np.argmin(d2_seg))
-        if d2_seg[k_seg] < d2[k_point]:
-            k, p, beta, nearest2 = k_seg, int(prev[k_seg]), float(along[k_seg]), float(d2_seg[k_seg])
+        # ... and to the segment from each sample's predecessor to it, for the few samples
+        # nearest to the query (a segment's end points bound its distance from above).
+        near = np.argpartition(d2, self.CANDIDATES)[:self.CANDIDATES] if d2.size > self.CANDIDATES else np.arange(d2.size)
+        ends = np.unique(np.concatenate([near, (near + 1) % self.cap]))
+        starts = self.prev[ends]
+        ok = self.has_prev[ends] & eligible[ends] & eligible[starts]
+        ends, starts = ends[ok], starts[ok]
+        d2_end, d2_start = d2[ends], d2[starts]
+        length2 = np.maximum(self.steps[ends] / cells, 1e-9)
+        along = np.clip((d2_start + length2 - d2_end) / (2 * length2), 0.0, 1.0)
+        d2_seg = np.maximum(d2_start - along * (d2_start + length2 - d2_end) + along * along * length2, 0.0)
+        k_point = int(np.argmin(d2))
+        if d2_seg.size and float(d2_seg.min()) < float(d2[k_point]):
+            i = int(np.argmin(d2_seg))
+            k, p, beta, nearest2 = int(ends[i]), int(starts[i]), float(along[i]), float(d2_seg[i])
             source_s = float(self.times[p] + beta * (self.times[k] - self.times[p]))
             root_s = float(self.roots[p] + beta * (self.roots[k] - self.roots[p]))
         else:
@@ -1025,10 +1103,12 @@ class _RecycleMatcher:
         return out
 
 
-def _frame_grid(gray: np.ndarray, box: _Box, shape: tuple[int, int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Cell means of the frame (median-centred, scaled to pixel noise) with the lower face
-    and jaw (box rows 0.55 to 1.5, 1.2 box widths wide) weighted out, and the mask of the
-    cells fully clear of it. `shape`: (cols, rows, cell px, x offset, y offset).
+def _frame_grid(gray: np.ndarray, cx: float, cy: float, size: float,
+                shape: tuple[int, int, int, int, int]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Cell means of the frame (median-centred, scaled to pixel noise) with the lower face,
+    jaw and everything below the chin weighted out, and the mask of the cells fully clear of
+    that, and the sum of squared weights (the effective number of cells). (cx, cy): face
+    centre; `size`: face size; `shape`: (cols, rows, cell px, x offset, y offset).
 
     The weight ramps from 0 at that region to 1 a cell and a half away, rather than jumping:
     two showings of the same footage have slightly different boxes (the tracker's state),
@@ -1041,14 +1121,20 @@ def _frame_grid(gray: np.ndarray, box: _Box, shape: tuple[int, int, int, int, in
     cells = cv2.resize(region, (cols, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
     xs = x_off + (np.arange(cols, dtype=np.float32) + 0.5) * cell
     ys = y_off + (np.arange(rows, dtype=np.float32) + 0.5) * cell
-    out_x = np.maximum(np.maximum(box.cx - 0.6 * box.w - xs, xs - box.cx - 0.6 * box.w), 0.0) / cell
-    out_y = np.maximum(np.maximum(box.cy + 0.05 * box.h - ys, ys - box.cy - 1.0 * box.h), 0.0) / cell
-    weight = np.clip(np.maximum(out_y[:, None], out_x[None, :]) / 1.5, 0.0, 1.0)
+    # Distance (in cells) to the weighted-out region: the lower face and jaw (below the face
+    # centre, 1.2 face sizes wide) and everything below the chin line (body, product tags and
+    # the scrolling comments live rooms overlay on the lower part of the frame).
+    to_jaw = np.maximum((np.maximum(cy - ys, 0.0) / cell)[:, None],
+                        (np.maximum(np.abs(xs - cx) - 0.6 * size, 0.0) / cell)[None, :])
+    to_below = (np.maximum(cy + 0.5 * size - ys, 0.0) / cell)[:, None]
+    weight = np.clip(np.minimum(to_jaw, to_below) / 1.5, 0.0, 1.0)
     mask = weight >= 1.0
-    clear = cells[mask]
-    centre = float(np.partition(clear, clear.size // 2)[clear.size // 2]) if clear.size else float(cells.mean())
+    # Centred on the median of all cells: a lower face that changes moves it by a fraction of
+    # a level, whereas a median over the unmasked cells would jump with the mask.
+    flat = cells.ravel()
+    centre = float(np.partition(flat, flat.size // 2)[flat.size // 2])
     grid = (cells - centre) * weight * float(cell)
-    return grid.ravel(), mask.ravel()
+    return grid.ravel(), mask.ravel(), float(np.sum(weight * weight))
 
 
 def _mouth_window(gray: np.ndarray, box: _Box, cell: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,8 +20,8 @@ and a coarse grid of 2x2 cells:
 * per half-size pixel, the share of frames (every `edge_every_n`-th) in which a strong
   vertical / horizontal luma step is present there, and the share of steps in which the
   pixel changed by more than `change_delta` levels;
-* every `colour_every_n`-th sampled frame (1 Hz by default: `frame.bgr` costs a
-  conversion), a count of key-colour fringe pixels (below).
+* every `colour_every_n`-th sampled frame (0.5 Hz by default: `frame.bgr` costs a
+  conversion, ~0.8 ms from a 720p frame), a count of key-colour fringe pixels (below).
 
 **Picture-in-picture.** Every rectangle on the coarse grid is scored in one vectorised pass
 (finalize, a few ms). Its *border* is the weakest of its inner sides (those not on the frame
@@ -32,8 +32,9 @@ is a thin line that is there in nearly every frame; dense text, fine texture and
 smeared by camera shake are persistent over a band of columns, not on one line. Its
 *independence* is 1 minus the correlation over time of the summed change inside vs. outside
 (from the covariance, so every rectangle costs 16 table look-ups), scaled down unless both
-sides move (mean cell activity >= `min_active`): a picture frame on the wall of a live room
-has a perfect border but nothing of its own moves inside it. Score = sqrt(border score x
+sides move, overall and right up to every inner side (mean cell activity >= `min_active`): a
+picture frame on the wall of a live room has a perfect border but nothing moves inside it,
+and a shelf edge next to a presenter has a still wall on its other side. Score = sqrt(border score x
 independence); evidence ``picture_in_picture`` from `pip_min_score`.
 
 A rectangle must have an inner vertical *and* an inner horizontal side. That is why a comment
@@ -61,8 +62,9 @@ opening; natural edges rarely carry a thin key-coloured line. Evidence ``green_s
 both. A clean professional key without spill is not found; neither is a presenter who walks
 around (no persistent contour).
 
-Cost: ~0.1 ms per sampled frame at 320x180 (measured), plus, every 10th sampled frame, the
-BGR conversion if no other extractor already asked for colour on that frame.
+Cost: ~0.1 ms per sampled frame at 320x180 (measured), plus, every 20th sampled frame, the
+BGR conversion (~0.8 ms from 720p, i.e. ~0.04 ms per sampled frame) unless another
+extractor already asked for colour on that frame; the rectangle search in finalize ~10 ms.
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ class LayoutSettings:
     min_cells: int = 2
     min_area_share: float = 0.02
     max_area_share: float = 0.7
-    # Independence counts fully once at least this mean activity is on both sides.
+    # Independence counts fully once at least this mean cell activity is found inside, outside
+    # and on both sides of every inner side.
     min_active: float = 0.3
     # Border prominence (edge persistence of the line minus its flanks) that scores 0 / 1.
     border_floor: float = 0.35
@@ -123,9 +126,10 @@ class LayoutSettings:
     # key_edge is the share of persistent edge pixels that are layer edges, out of at least
     # this share of the picture (so that three persistent pixels cannot make a share of 1).
     key_min_share: float = 0.005
-    # Colour fringe: sampled every n-th frame; the key-colour excess ridge must exceed this
-    # many levels, near strong luma edges (3x3 Sobel above `spill_edge` at analysis size).
-    colour_every_n: int = 10
+    # Colour fringe: measured on every n-th sampled frame (0.5 Hz at 10 Hz: BGR costs
+    # ~0.8 ms); the key-colour ridge must exceed `spill_ridge` levels, near strong luma
+    # edges (3x3 Sobel above `spill_edge` at analysis size).
+    colour_every_n: int = 20
     spill_ridge: int = 16
     spill_edge: int = 120
     spill_tophat_px: int = 7
@@ -141,9 +145,9 @@ class LayoutExtractor(FeatureExtractor):
         "pip_score": ColumnDoc("picture-in-picture score of the best candidate window: geometric mean of its border score and its independence; NaN if the clip is too short", "score", "0-1", "picture_in_picture flag; prerecorded"),
         "pip_area_share": ColumnDoc("area of that best candidate window as a share of the frame (whatever its score); NaN if none could be scored", "share", "0-1", "context"),
         "pip_border": ColumnDoc("border prominence of that window: along its weakest inner side, the share of frames with a strong edge on one straight line minus that share 3 px to either side", "share", "-1-1", "picture_in_picture flag"),
-        "pip_independence": ColumnDoc("how independently the inside and the outside of that window change: 1 - correlation of their change over time, scaled down when either side hardly moves", "ratio", "0-1", "picture_in_picture flag"),
-        "key_edge": ColumnDoc("share of persistent edge pixels that are layer edges: the edge never moves while the picture right beside it keeps changing (a keyed presenter's contour over a moving background, a static graphic overlay; a detected window's own sides excluded); NaN if nothing ever changed", "share", "0-1", "prerecorded"),
-        "spill": ColumnDoc("share of pixels near strong luma edges that carry a thin green/blue fringe (keyer spill), sampled at ~1 Hz; NaN if no sampled frame had strong edges", "share", "0-1", "prerecorded"),
+        "pip_independence": ColumnDoc("how independently the inside and the outside of that window change: 1 - correlation of their summed change over time (frame-wide common change removed), scaled down when either side, or the cells along any inner side, hardly move", "ratio", "0-1", "picture_in_picture flag"),
+        "key_edge": ColumnDoc("share of persistent edge pixels that are layer edges: the edge never moves while the picture right beside it keeps changing (a keyed presenter's contour over a moving background, a static graphic overlay; a detected window's own sides excluded); NaN if nothing ever changed", "share", "0-1", "context (composited layers; with spill: green_screen)"),
+        "spill": ColumnDoc("share of pixels near strong luma edges that carry a thin green/blue fringe (keyer spill), sampled at 0.5 Hz; NaN if no sampled frame had strong edges", "share", "0-1", "prerecorded"),
         "active_cell_share": ColumnDoc("share of grid cells whose change varies beyond the noise (how much of the frame ever moves)", "share", "0-1", "context"),
     }
     FEATURES = tuple(COLUMN_DOCS)
@@ -460,7 +464,11 @@ def _best_window(maps: _Maps, g: _Grid, s: LayoutSettings) -> _Window | None:
     active_in = _rect_sums(_prefix2(coarse_activity), y0, y1, x0, x1)
     mean_in = active_in / np.maximum(cells, 1)
     mean_out = (coarse_activity.sum() - active_in) / np.maximum(rows * cols - cells, 1)
-    both = np.clip(np.minimum(mean_in, mean_out) / s.min_active, 0.0, 1.0)
+    # Both layers move, and they move right up to every inner side: a window's picture and
+    # the picture around it both touch its frame. A static edge in a room (a shelf, a picture
+    # frame) that a presenter moves next to has stillness on one side.
+    at_sides = _side_activity(coarse_activity, left_in, right_in, top_in, bottom_in)
+    both = np.clip(np.minimum(np.minimum(mean_in, mean_out), at_sides) / s.min_active, 0.0, 1.0)
     independence = (1.0 - corr) * both
 
     # Border: the weakest inner side's line prominence.
@@ -491,6 +499,34 @@ def _best_window(maps: _Maps, g: _Grid, s: LayoutSettings) -> _Window | None:
         area_share=float(full(area, score.shape)[index]),
         fractions=(fx0, fy0, fx1 - fx0, fy1 - fy0), cells=(bx0, bx1, by0, by1),
     )
+
+
+def _side_activity(activity: np.ndarray, left_in, right_in, top_in, bottom_in) -> np.ndarray:
+    """Least activity found just inside or just outside any inner side of every rectangle.
+
+    `activity` is the coarse (rows, cols) map; the result broadcasts to [x0, x1, y0, y1]
+    (1 where a rectangle has no inner side of that kind).
+    """
+    rows, cols = activity.shape
+    # Mean activity of column c over rows [y0, y1): cumulative sums down each column.
+    down = np.vstack([np.zeros((1, cols)), np.cumsum(activity, axis=0)])
+    span = np.maximum(np.arange(rows + 1)[None, :] - np.arange(rows + 1)[:, None], 1)   # [y0, y1]
+    column_mean = (down[None, :, :] - down[:, None, :]) / span[:, :, None]               # [y0, y1, c]
+    across = np.hstack([np.zeros((rows, 1)), np.cumsum(activity, axis=1)])
+    width = np.maximum(np.arange(cols + 1)[None, :] - np.arange(cols + 1)[:, None], 1)   # [x0, x1]
+    row_mean = (across[:, None, :] - across[:, :, None]).transpose(1, 2, 0) / width[:, :, None]  # [x0, x1, r]
+    # Vertical line k: the columns k-1 and k on either side (k = 0 or cols: unused, padded).
+    pad_c = np.concatenate([column_mean[:, :, :1], column_mean, column_mean[:, :, -1:]], axis=2)
+    line_v = np.minimum(pad_c[:, :, :-1], pad_c[:, :, 1:])         # [y0, y1, k], k = 0..cols
+    pad_r = np.concatenate([row_mean[:, :, :1], row_mean, row_mean[:, :, -1:]], axis=2)
+    line_h = np.minimum(pad_r[:, :, :-1], pad_r[:, :, 1:])         # [x0, x1, k], k = 0..rows
+    left = np.transpose(line_v, (2, 0, 1))[:, None, :, :]          # [x0, -, y0, y1]
+    right = np.transpose(line_v, (2, 0, 1))[None, :, :, :]         # [-, x1, y0, y1]
+    top = line_h[:, :, :, None]                                     # [x0, x1, y0, -]
+    bottom = line_h[:, :, None, :]                                  # [x0, x1, -, y1]
+    one = 1.0
+    return functools.reduce(np.minimum, [np.where(left_in, left, one), np.where(right_in, right, one),
+                                         np.where(top_in, top, one), np.where(bottom_in, bottom, one)])
 
 
 def _key_edge(maps: _Maps, g: _Grid, s: LayoutSettings, window: _Window | None) -> float:

@@ -134,13 +134,32 @@ def clip_library(repeats: list[Repeat]) -> list[list[tuple[float, float]]]:
         parent.append(len(parent))
         return len(intervals) - 1
 
-    for r in repeats:
-        a, b = interval_id(r.source_start_s, r.source_end_s), interval_id(r.start_s, r.end_s)
+    for (src_lo, src_hi), (lo, hi) in _pieces(repeats):
+        a, b = interval_id(src_lo, src_hi), interval_id(lo, hi)
         parent[find(a)] = find(b)
     groups: dict[int, list[tuple[float, float]]] = {}
     for i, interval in enumerate(intervals):
         groups.setdefault(find(i), []).append(interval)
     return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0][0])
+
+
+def _pieces(repeats: list[Repeat], min_piece_s: float = 2.0):
+    """(source, replay) interval pairs, cut where other airings begin or end.
+
+    Two clips aired back to back in the same order twice are found as one long replay;
+    the other airings of those clips tell where one clip ends and the next begins.
+    """
+    cuts = sorted({t for r in repeats for t in (r.start_s, r.end_s, r.source_start_s, r.source_end_s)})
+    for r in repeats:
+        speed = (r.source_end_s - r.source_start_s) / max(r.end_s - r.start_s, 1e-6)
+        # Cut points inside this replay, expressed in its own airtime.
+        inner = [t for t in cuts if r.start_s < t < r.end_s]
+        inner += [r.start_s + (t - r.source_start_s) / speed for t in cuts if r.source_start_s < t < r.source_end_s]
+        edges = sorted({r.start_s, r.end_s, *inner})
+        for lo, hi in zip(edges, edges[1:]):
+            if hi - lo >= min_piece_s:
+                src_lo = r.source_start_s + (lo - r.start_s) * speed
+                yield (src_lo, src_lo + (hi - lo) * speed), (lo, hi)
 
 
 def _period(repeats: list[Repeat], tolerance: float) -> tuple[float, float]:

@@ -1,0 +1,204 @@
+"""The repetition engine: disguised loops are found, hard negatives are not.
+
+Every case is a generated clip with known truth (detector.synth.loops), encoded to H.264 and
+scanned through the real pipeline. A truth replay counts as found when at least half of its
+airtime is covered by reported `loop` spans; span boundaries must be within 1 s and periods
+within 2 %. bench/bench_repetition.py runs the same checks over many seeds and parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from detector.config import ScanConfig
+from detector.extractors.repetition import RepetitionExtractor, clip_library
+from detector.loopsearch import find_repeats
+from detector.pipeline import extract
+from detector.synth import hard_negatives
+from detector.synth.disguise import Disguise
+from detector.synth.loops import Air, Live, LoopPlan, picture_in_picture, render, whole_loop
+from detector.synth.scenes import moving_scene, static_scene
+from detector.synth.writer import write_clip
+
+W, H, FPS = 320, 180, 25
+
+
+@dataclass(frozen=True)
+class LoopCase:
+    id: str
+    plan: LoopPlan
+    transform: str | None = None       # a word the reported transform must contain
+    period_s: float | None = None
+
+
+LOOP_CASES = [
+    LoopCase("reencode", whole_loop(10, 3, [Disguise(reencode_quality=25, rescale=0.5)]), period_s=10),
+    LoopCase("overlays_change_between_passes",
+             LoopPlan([Air(0, Disguise(overlay="all", overlay_seed=k)) for k in range(3)], {0: 10}), period_s=10),
+    LoopCase("mirror_every_other_pass", whole_loop(10, 4, [Disguise(mirror=True), Disguise()]), "mirror"),
+    LoopCase("vertical_mirror", whole_loop(10, 3, [Disguise(vflip=True)]), "vflip"),
+    LoopCase("speed_changes", whole_loop(10, 3, speeds=[1.0, 1.08, 0.92]), "speed"),
+    LoopCase("dropped_and_duplicated_frames",
+             LoopPlan([Air(0), Air(0, drop_share=0.05), Air(0, drop_share=0.05)], {0: 10})),
+    LoopCase("crop_12pct_off_centre", whole_loop(10, 3, [Disguise(crop=0.12, crop_centre=(0.8, 0.3))]), period_s=10),
+    LoopCase("crop_5pct", whole_loop(10, 3, [Disguise(crop=0.05, crop_centre=(0.2, 0.7))]), period_s=10),
+    LoopCase("rotation_4deg", whole_loop(10, 3, [Disguise(rotation_deg=4)]), period_s=10),
+    LoopCase("colour_shifts", whole_loop(10, 3, [Disguise(brightness=20, contrast=0.8, gamma=1.3, hue_shift_deg=30)]),
+             period_s=10),
+    LoopCase("noise_and_grain", whole_loop(10, 3, [Disguise(noise_sigma=8)]), period_s=10),
+    LoopCase("late_start_after_live_footage", whole_loop(10, 3, lead_in_s=45), period_s=10),
+    LoopCase("shuffled_playlist", LoopPlan([Air(c) for c in (0, 1, 2, 1, 0, 2, 2, 0, 1)], {0: 8, 1: 8, 2: 8})),
+    LoopCase("boomerang", LoopPlan([Air(0), Air(0, reversed=True), Air(0), Air(0, reversed=True)], {0: 8}),
+             "reversed"),
+    LoopCase("all_combined", LoopPlan([Air(0), Air(0, Disguise(mirror=True, crop=0.08, brightness=-15, noise_sigma=4,
+                                                               overlay="comments", overlay_seed=1), speed=1.05),
+                                       Air(0, Disguise(overlay="stickers", overlay_seed=2, hue_shift_deg=-20))],
+                                      {0: 12})),
+]
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory):
+    """Render, encode and scan each case once; cache by id."""
+    folder = tmp_path_factory.mktemp("loops")
+    cache = {}
+
+    def scan(case_id: str, frames, truth=None):
+        if case_id not in cache:
+            path = folder / f"{case_id}.mp4"
+            write_clip(path, frames, FPS)
+            cache[case_id] = (extract(path, ScanConfig(), [RepetitionExtractor()]), truth)
+        return cache[case_id]
+
+    return scan
+
+
+def _loops(result):
+    return [e for e in result.evidence if e.kind == "loop"]
+
+
+def _covered(truth, loops) -> float:
+    """Share of a truth replay's airtime covered by found loop spans."""
+    covered = sum(max(0.0, min(truth.end_s, e.end_s) - max(truth.start_s, e.start_s)) for e in loops)
+    return covered / (truth.end_s - truth.start_s)
+
+
+@pytest.mark.parametrize("case", LOOP_CASES, ids=[c.id for c in LOOP_CASES])
+def test_disguised_loop_is_found(case, scanned):
+    frames, truth, _ = render(case.plan, W, H, FPS, seed=3)
+    result, truth = scanned(case.id, frames, truth)
+    loops = _loops(result)
+    assert truth, "the plan has no replay"
+    for replay in truth:
+        assert _covered(replay, loops) >= 0.5, (replay, [(e.start_s, e.end_s) for e in loops])
+    # Boundaries: the first replay starts where the truth says, within 1 s.
+    first = min(loops, key=lambda e: e.start_s)
+    assert abs(first.start_s - truth[0].start_s) <= 1.0
+    # Sources point at earlier footage and lie inside the clip.
+    for e in loops:
+        assert e.source_start_s < e.start_s and e.source_start_s >= -0.3
+        assert 0.0 <= e.score <= 1.0
+    if case.transform:
+        assert any(case.transform in e.detail["transform"] for e in loops), [e.detail["transform"] for e in loops]
+    if case.period_s:
+        assert result.features["repetition__period_s"] == pytest.approx(case.period_s, rel=0.02)
+    truth_share = sum(t.end_s - t.start_s for t in truth) / result.duration_s
+    assert result.features["repetition__replay_share"] >= 0.8 * truth_share
+
+
+def test_shuffled_playlist_reports_its_clip_library(scanned):
+    case = next(c for c in LOOP_CASES if c.id == "shuffled_playlist")
+    frames, truth, _ = render(case.plan, W, H, FPS, seed=3)
+    result, _ = scanned(case.id, frames, truth)
+    library = [e for e in result.evidence if e.kind == "recycled_clip"]
+    assert result.features["repetition__distinct_clips"] == 3 == len(library)
+    assert sorted(e.detail["airings"] for e in library) == [3, 3, 3]
+    assert np.isnan(result.features["repetition__period_s"])     # shuffled: no period
+
+
+@dataclass(frozen=True)
+class NegativeCase:
+    id: str
+    make: Callable
+    static: bool = False
+
+
+NEGATIVE_CASES = [
+    NegativeCase("live_moving_room", lambda: moving_scene(W, H, FPS, 60, 11)),
+    NegativeCase("still_room_is_static_not_a_loop", lambda: static_scene(W, H, FPS, 40, 12), static=True),
+    NegativeCase("presenter_repeating_a_gesture", lambda: hard_negatives.gesture_scene(W, H, FPS, 40, 13)),
+    NegativeCase("turntable_in_a_corner", lambda: hard_negatives.turntable_scene(W, H, FPS, 40, 14)),
+    NegativeCase("camera_pans_back_to_the_same_view", lambda: hard_negatives.pan_back_scene(W, H, FPS, 40, 15)),
+    NegativeCase("slideshow_each_slide_once", lambda: hard_negatives.slideshow_scene(W, H, FPS, 40, 16)),
+]
+
+
+@pytest.mark.parametrize("case", NEGATIVE_CASES, ids=[c.id for c in NEGATIVE_CASES])
+def test_hard_negative_has_no_loop(case, tmp_path):
+    path = tmp_path / f"{case.id}.mp4"
+    write_clip(path, case.make(), FPS)
+    result = extract(path, ScanConfig(), [RepetitionExtractor()])
+    assert _loops(result) == []
+    assert result.features["repetition__replay_share"] == 0.0
+    if case.static:
+        from detector.extractors.basic import BasicStatsExtractor
+
+        still = extract(path, ScanConfig(), [BasicStatsExtractor()])
+        assert still.features["basic__static_share"] > 0.9
+
+
+def test_recorded_window_looping_inside_a_live_frame_is_reported_as_regional(tmp_path):
+    path = tmp_path / "pip.mp4"
+    box = (0.6, 0.1, 0.32, 0.32)
+    write_clip(path, picture_in_picture(W, H, FPS, 40, 3, period_s=8.0, box=box), FPS)
+    result = extract(path, ScanConfig(), [RepetitionExtractor()])
+    assert _loops(result) == []                       # the frame as a whole does not loop
+    (regional,) = [e for e in result.evidence if e.kind == "regional_loop"]
+    x, y, w, h = regional.detail["box"]
+    assert abs(x - box[0]) <= 0.07 and abs(y - box[1]) <= 0.07
+    assert abs(w - box[2]) <= 0.1 and abs(h - box[3]) <= 0.1
+    assert regional.detail["period_s"] == pytest.approx(8.0, rel=0.06)
+    assert result.features["repetition__regional_share"] > 0.05
+
+
+def test_small_live_window_over_a_recorded_loop_is_still_a_loop(tmp_path):
+    path = tmp_path / "pip_live.mp4"
+    write_clip(path, picture_in_picture(W, H, FPS, 40, 4, period_s=8.0, box=(0.65, 0.62, 0.3, 0.3),
+                                        recorded_inside=False), FPS)
+    result = extract(path, ScanConfig(), [RepetitionExtractor()])
+    assert result.features["repetition__replay_share"] > 0.6
+    assert result.features["repetition__period_s"] == pytest.approx(8.0, rel=0.02)
+
+
+def test_clip_library_groups_airings():
+    from detector.loopsearch import Repeat
+
+    def rep(a, b, sa, sb):
+        return Repeat(a, b, sa, sb, 0.9, "none", 1.0, 0.01, 0.2)
+
+    library = clip_library([rep(24, 32, 8, 16), rep(32, 40, 0, 8), rep(56, 64, 0, 8), rep(40, 48, 16, 24)])
+    assert library == [[(0, 8), (32, 40), (56, 64)], [(8, 16), (24, 32)], [(16, 24), (40, 48)]]
+
+
+def test_search_is_empty_for_too_few_fingerprints():
+    assert find_repeats(np.arange(3.0), np.zeros((3, 16, 16), np.uint8)) == []
+
+
+def test_loops_appear_in_the_cli_outputs(tmp_path):
+    frames, truth, _ = render(whole_loop(8, 3), W, H, FPS, seed=5)
+    path = tmp_path / "loop.mp4"
+    write_clip(path, frames, FPS)
+    record = run_cli("scan", "-f", "jsonl", "--model", "none", str(path)).jsonl()[0]
+    assert [round(loop["start_s"]) for loop in record["loops"]] == [8, 16]
+    assert record["loops"][0]["source_start_s"] == pytest.approx(0.0, abs=0.5)
+    assert set(record["loops"][0]) == {"start_s", "end_s", "source_start_s", "source_end_s", "similarity", "transform"}
+    assert record["loop_period_s"] == pytest.approx(8.0, rel=0.02)
+    table = run_cli("scan", "--model", "none", str(path)).stdout
+    assert "loop 8.0-16.0 s repeats 0.0-8.0 s" in table
+    csv_out = run_cli("scan", "-f", "csv", "--model", "none", str(path)).stdout
+    assert ",2," in csv_out and "source_start_s" in csv_out
