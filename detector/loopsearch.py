@@ -59,10 +59,11 @@ class SearchSettings:
     trim_share: float = 0.25          # share of cells ignored as overlays
     match_distance: float = 0.35      # trimmed distance under which two frames are the same footage
     sharpness_ratio: float = 0.3      # exact alignment must be this much closer than shifted ones
+    long_run_bonus: float = 0.1       # ... relaxed by up to this for runs 8 s longer than min_span_s
     min_change: float = 0.06          # shifted distance needed: the span must really change
     max_gap_s: float = 1.2            # gaps in a run shorter than this are bridged
     slope_tolerance: float = 0.1      # |slope| within 1 +- this
-    moving_camera_ratio: float = 0.15  # sharpness required where the camera pans
+    moving_camera_ratio: float = 0.1   # sharpness required where the camera pans
 
 
 @dataclass(frozen=True)
@@ -243,9 +244,11 @@ def _fit_lines(t: np.ndarray, s: np.ndarray, reversed_: bool, settings: SearchSe
         tt, ss = t[idx], s[idx]
         # Hypotheses: slope +-1 through each vote's offset, and lines through random vote pairs.
         hypotheses = [(sign, float(np.median(ss - sign * tt)))]
-        a, b = rng.integers(0, len(idx), (2, 64))
+        a, b = rng.integers(0, len(idx), (2, 128))
         dt = tt[b] - tt[a]
-        ok = np.abs(dt) >= 2.0
+        # Pairs a few seconds apart: far enough for a slope, close enough to sit on one line
+        # when two lines with different slopes cross inside the cluster.
+        ok = (np.abs(dt) >= 2.0) & (np.abs(dt) <= 12.0)
         slopes = (ss[b][ok] - ss[a][ok]) / dt[ok]
         good = np.abs(np.abs(slopes) - 1.0) <= settings.slope_tolerance
         good &= np.sign(slopes) == sign
@@ -253,7 +256,7 @@ def _fit_lines(t: np.ndarray, s: np.ndarray, reversed_: bool, settings: SearchSe
             hypotheses.append((float(slope), float(sa - slope * ta)))
         best, best_inliers = None, None
         for slope, intercept in hypotheses:
-            inliers = np.abs(ss - (slope * tt + intercept)) <= 0.4
+            inliers = np.abs(ss - (slope * tt + intercept)) <= 0.3
             if best_inliers is None or inliers.sum() > best_inliers.sum():
                 best, best_inliers = (slope, intercept), inliers
         if best_inliers.sum() < settings.min_votes:
@@ -279,44 +282,58 @@ GEOMETRIES = [(z, dx, dy) for z in _GEOMETRY_ZOOMS for dx in _GEOMETRY_SHIFTS fo
 _WINDOW_S = 8.0
 
 
-def _samplers() -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear taps (indices into a flat 16x16 thumbnail, weights) for each geometry's
-    central 12x12 cells: warping a stack of thumbnails becomes one gather."""
+def _warp_matrices() -> np.ndarray:
+    """(geometries, 256, 144) bilinear resampling matrices: the central 12x12 cells of a 16x16
+    thumbnail as the replay would show it under each zoom/shift. Warping a stack of
+    thumbnails is then one matrix product per geometry."""
     side = 16
     ys, xs = np.mgrid[CENTRE, CENTRE]
     c = (side - 1) / 2.0
-    indices, weights = [], []
-    for zoom, dx, dy in GEOMETRIES:
+    out = np.zeros((len(GEOMETRIES), side * side, ys.size), np.float32)
+    cols = np.arange(ys.size)
+    for g, (zoom, dx, dy) in enumerate(GEOMETRIES):
         # Source coordinates of each output cell: the replay shows the source zoomed by `zoom`
         # about the centre and shifted.
-        sx = np.clip((xs - c - dx) / zoom + c, 0, side - 1.001)
-        sy = np.clip((ys - c - dy) / zoom + c, 0, side - 1.001)
+        sx = np.clip((xs - c - dx) / zoom + c, 0, side - 1.001).ravel()
+        sy = np.clip((ys - c - dy) / zoom + c, 0, side - 1.001).ravel()
         x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
         fx, fy = sx - x0, sy - y0
-        idx = np.stack([y0 * side + x0, y0 * side + x0 + 1, (y0 + 1) * side + x0, (y0 + 1) * side + x0 + 1], -1)
-        w = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], -1)
-        indices.append(idx.reshape(-1, 4))
-        weights.append(w.reshape(-1, 4))
-    return np.array(indices), np.array(weights, dtype=np.float32)
+        for ox, oy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+            np.add.at(out[g], ((y0 + oy) * side + x0 + ox, cols), w)
+    return out
 
 
-_TAPS = None
+_MATRICES = None
+_IDENTITY_CELLS = (np.arange(16)[CENTRE, None] * 16 + np.arange(16)[None, CENTRE]).ravel()
 
 
-def _taps():
-    global _TAPS
-    if _TAPS is None:
-        _TAPS = _samplers()
-    return _TAPS
+def _matrices() -> tuple[np.ndarray, np.ndarray]:
+    """Per-geometry matrices and all of them side by side (256, geometries * 144), built once."""
+    global _MATRICES
+    if _MATRICES is None:
+        per_geometry = _warp_matrices()
+        n_g, side2, cells = per_geometry.shape
+        _MATRICES = (per_geometry, np.ascontiguousarray(per_geometry.transpose(1, 0, 2).reshape(side2, n_g * cells)))
+    return _MATRICES
 
 
 def _warped(flat: np.ndarray, geometry: np.ndarray) -> np.ndarray:
     """Normalised central vectors of thumbnails `flat` (n, 256) under per-row `geometry` ids."""
-    indices, weights = _taps()
-    idx, w = indices[geometry], weights[geometry]          # (n, 144, 4)
-    values = np.take_along_axis(flat[:, None, :], idx.reshape(len(flat), 1, -1), axis=2)
-    values = (values.reshape(idx.shape) * w).sum(axis=2)
-    return normalise_rows(values, floor=2.0)
+    per_geometry, _ = _matrices()
+    out = flat[:, _IDENTITY_CELLS]              # geometry 0 is the identity: no product needed
+    if np.any(geometry):
+        out = out.copy()
+        for g in np.unique(geometry[geometry > 0]):
+            rows = geometry == g
+            out[rows] = flat[rows] @ per_geometry[g]
+    return normalise_rows(out, floor=2.0)
+
+
+def _warped_all(flat: np.ndarray) -> np.ndarray:
+    """(n, geometries, 144): every geometry of every thumbnail, in one product."""
+    per_geometry, stacked = _matrices()
+    n_g, _, cells = per_geometry.shape
+    return normalise_rows((flat @ stacked).reshape(len(flat), n_g, cells), floor=2.0)
 
 
 def _centre_vectors(thumbs: np.ndarray) -> np.ndarray:
@@ -344,7 +361,7 @@ def _nearest(times_s: np.ndarray, targets_s: np.ndarray, tolerance_s: float) -> 
 
 
 def _window_geometry(replay: np.ndarray, flat: np.ndarray, j: np.ndarray, t: np.ndarray,
-                     settings: SearchSettings) -> np.ndarray:
+                     rough: np.ndarray, settings: SearchSettings) -> np.ndarray:
     """Per-frame geometry id: the zoom/shift that best maps source onto replay in each 8 s
     window (crop disguises may differ from pass to pass, so not one geometry per line)."""
     geometry = np.zeros(len(t), np.int64)
@@ -352,19 +369,48 @@ def _window_geometry(replay: np.ndarray, flat: np.ndarray, j: np.ndarray, t: np.
     n_geometries = len(GEOMETRIES)
     for w in np.unique(window):
         members = np.flatnonzero(window == w)
+        near_match = rough[members] <= 1.5 * settings.match_distance
+        if near_match.sum() < 2:
+            continue                 # nothing here that a crop could rescue
         pick = members[np.linspace(0, len(members) - 1, num=min(8, len(members))).astype(int)]
-        ids = np.tile(np.arange(n_geometries), len(pick))
-        src = _warped(flat[np.repeat(j[pick], n_geometries)], ids)
-        cost = _trimmed(np.repeat(replay[pick], n_geometries, axis=0), src, settings.trim_share)[0]
-        cost = cost.reshape(len(pick), n_geometries)
-        # A window may straddle the start of a replay: judge a geometry by how many frames it
-        # matches, not by an average that the unmatched frames dominate.
-        hits = (cost <= settings.match_distance).sum(axis=0)
-        mean_hit_cost = np.where(hits > 0, (cost * (cost <= settings.match_distance)).sum(axis=0) / np.maximum(hits, 1), np.inf)
-        best = int(np.lexsort((mean_hit_cost, -hits))[0])
-        if hits[best] > hits[0] or (hits[best] == hits[0] > 0 and mean_hit_cost[best] < mean_hit_cost[0] - 0.03):
+        best, hits_best, cost_best = _descend_geometry(replay[pick], flat[j[pick]], settings)
+        if best != 0:
             geometry[members] = best
     return geometry
+
+
+_GEOMETRY_INDEX = {g: k for k, g in enumerate(GEOMETRIES)}
+
+
+def _descend_geometry(replay: np.ndarray, source_flat: np.ndarray, settings: SearchSettings):
+    """Best (zoom, dx, dy) by two rounds of coordinate descent over the grid (~28 evaluations, not 125).
+
+    A geometry is judged by how many frames it matches (a window may straddle the start of
+    a replay), then by their mean distance; the identity wins ties unless another geometry
+    is clearly (0.03) closer.
+    """
+    def score(g: int) -> tuple[int, float]:
+        cost = _trimmed(replay, _warped(source_flat, np.full(len(replay), g)), settings.trim_share)[0]
+        hit = cost <= settings.match_distance
+        return int(hit.sum()), float(cost[hit].mean()) if hit.any() else np.inf
+
+    current = (1.0, 0.0, 0.0)
+    hits0, cost0 = score(0)
+    best_hits, best_cost = hits0, cost0
+    for axis, values in ((0, _GEOMETRY_ZOOMS), (1, _GEOMETRY_SHIFTS), (2, _GEOMETRY_SHIFTS)) * 2:
+        for value in values:
+            trial = list(current)
+            trial[axis] = value
+            trial = tuple(trial)
+            if trial == current:
+                continue
+            hits, cost = score(_GEOMETRY_INDEX[trial])
+            if hits > best_hits or (hits == best_hits and cost < best_cost - 0.01):
+                current, best_hits, best_cost = trial, hits, cost
+    g = _GEOMETRY_INDEX[current]
+    if g != 0 and not (best_hits > hits0 or (best_hits == hits0 > 0 and best_cost < cost0 - 0.03)):
+        g = 0
+    return g, best_hits, best_cost
 
 
 # Offsets (s) at which the source is also compared: a true alignment is a local minimum
@@ -408,10 +454,18 @@ def verify(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settin
         return []
     flat = thumbs.reshape(len(thumbs), -1).astype(np.float32)
     replay = _centre_vectors(mirrored(thumbs[q], transform).astype(np.float32))
-    geometry = _window_geometry(replay, flat, j, t, settings)
+    # Cheap test before the crop search: the coarse thumbnails absorb crops up to ~12 %, so
+    # a replay matches for at least half of min_span_s even without any geometry; most
+    # coincidental lines do not.
+    rough = _trimmed(replay, _warped(flat[j], np.zeros(len(j), int)), settings.trim_share)[0]
+    if (rough <= settings.match_distance).sum() * fingerprint_step_s < 0.5 * settings.min_span_s:
+        return []
+    geometry = _window_geometry(replay, flat, j, t, rough, settings)
     exact, mask = _trimmed(replay, _warped(flat[j], geometry), settings.trim_share)
-    candidates = np.flatnonzero(exact <= settings.match_distance)
-    if len(candidates) < 3:
+    # A lenient sharpness screen before the full offset scan.
+    enough, candidates = _sharp_enough(times_s, flat, replay, s, exact, mask, geometry, tolerance, settings,
+                                       fingerprint_step_s)
+    if not enough:
         return []
     # Distances at nearby offsets, for the matched frames only.
     n_d = len(_DELTAS_S)
@@ -430,7 +484,12 @@ def verify(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settin
     # frames do not contradict the line (the run-level sharpness test still has to pass).
     contrast = near.max(axis=1, initial=0, where=np.isfinite(near)) - near.min(axis=1)
     local_min = (np.abs(best_delta) <= 0.3) | (exact - near.min(axis=1) <= 0.2 * contrast + 0.005)
-    matched = (exact <= settings.match_distance) & local_min
+    # Per frame, leniently: the line must fit clearly better than 1-2 s away. This cuts a run
+    # where the line leaves the replay it was fitted to and only loosely fits what follows.
+    screened = np.zeros(len(q), bool)
+    screened[candidates] = True
+    frame_sharp = ~np.isfinite(far_masked) | (exact <= 2.0 * settings.sharpness_ratio * far_masked)
+    matched = screened & (exact <= settings.match_distance) & local_min & frame_sharp
     repeats = []
     for lo, hi in _runs(t, matched, settings.max_gap_s):
         sel = slice(lo, hi + 1)
@@ -445,7 +504,13 @@ def verify(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settin
             continue
         d_shift = float(np.mean(far))
         log.debug("run %.1f-%.1f exact %.3f shifted %.3f", span_t[0], span_t[-1], d_exact, d_shift)
-        if d_shift < settings.min_change or d_exact > settings.sharpness_ratio * d_shift:
+        # Evidence accumulates with length: a coincidental alignment that stays sharp frame
+        # after frame for 12 s is rarer than one for 4 s, so long runs may be a little less
+        # sharp (a cropped replay on coarse thumbnails).
+        length_s = span_t[-1] - span_t[0] + fingerprint_step_s
+        ratio = settings.sharpness_ratio + settings.long_run_bonus * float(
+            np.clip((length_s - settings.min_span_s) / 8.0, 0.0, 1.0))
+        if d_shift < settings.min_change or d_exact > ratio * d_shift:
             continue
         # A camera that pans over the same room again (or back) re-creates a sequence of
         # views without replaying footage; only the people in it differ, and they are few
@@ -475,6 +540,23 @@ def _camera_moving_share(flat: np.ndarray, q: np.ndarray, times_s: np.ndarray) -
     best = costs.argmin(axis=1)
     moved = (best != 0) & (costs.min(axis=1) < 0.8 * costs[:, 0])
     return float(moved.mean())
+
+
+def _sharp_enough(times_s, flat, replay, s, exact, mask, geometry, tolerance, settings, step_s,
+                  screen: float = 1.5) -> tuple[bool, np.ndarray]:
+    """(passes, frames that pass): frames on the line that match and fit better than 1 and
+    2 s away on the same cells, by `screen` times the sharpness ratio (a lenient screen; the
+    run-level test is stricter)."""
+    candidates = np.flatnonzero(exact <= settings.match_distance)
+    if len(candidates) * step_s < 0.5 * settings.min_span_s:
+        return False, candidates
+    far = np.full(len(candidates), np.inf, np.float32)
+    for delta in (-2.0, -1.0, 1.0, 2.0):
+        j_d, ok_d = _nearest(times_s, s[candidates] + delta, tolerance)
+        d = _masked(replay[candidates], _warped(flat[j_d], geometry[candidates]), mask[candidates])
+        far = np.where(ok_d, np.minimum(far, d), far)
+    sharp = exact[candidates] <= screen * settings.sharpness_ratio * far
+    return bool(sharp.sum() * step_s >= 0.5 * settings.min_span_s), candidates[sharp]
 
 
 def _refine_offset(near: np.ndarray) -> float:
@@ -520,8 +602,9 @@ def _repeat(run: Run, members: np.ndarray, times_s: np.ndarray, step_s: float) -
     if zoom != 1.0 or dx or dy:
         parts.append(f"crop {zoom:.2f}" if zoom != 1.0 else "shift")
     start_s, end_s = float(span_t[0]), float(span_t[-1] + step_s)
-    source_start_s = float(span_s.min())
-    source_end_s = float(span_s.max()) + step_s * speed
+    # A replay's source cannot start before the stream did (sub-step refinement can say -0.06).
+    source_start_s = max(0.0, float(span_s.min()))
+    source_end_s = max(source_start_s, float(span_s.max()) + step_s * speed)
     similarity = float(np.clip(1.0 - run.d_exact / max(run.d_shift, 1e-6), 0.0, 1.0))
     return Repeat(start_s, end_s, source_start_s, source_end_s, similarity, "+".join(parts) or "none",
                   run.slope, run.d_exact, run.d_shift, {"zoom": zoom, "shift_cells": [dx, dy]})

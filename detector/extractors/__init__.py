@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from detector.extractors.base import FeatureExtractor
 from detector.extractors.basic import BasicStatsExtractor
+from detector.extractors.face import FaceExtractor
 from detector.extractors.layout import LayoutExtractor
 from detector.extractors.motion import MotionExtractor
 from detector.extractors.repetition import RepetitionExtractor
@@ -13,7 +14,7 @@ from detector.extractors.signal import SignalExtractor
 REGISTRY: dict[str, type[FeatureExtractor]] = {
     cls.name: cls
     for cls in (BasicStatsExtractor, MotionExtractor, RepetitionExtractor, ShotsExtractor, SignalExtractor,
-                LayoutExtractor)
+                LayoutExtractor, FaceExtractor)
 }
 
 
