@@ -46,6 +46,9 @@ class ScanConfig:
     triage: bool = False
     # 0 lets FFmpeg pick one decoding thread per core.
     decode_threads: int = 0
+    # Sampled frames decoded ahead on a background thread while extractors work (0: decode
+    # on the calling thread). Each queued frame pins one decoded picture in memory.
+    decode_ahead_frames: int = 8
 
     # -- inputs ---------------------------------------------------------------------------
     open_timeout_s: float = 10.0

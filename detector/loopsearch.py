@@ -307,19 +307,17 @@ _MATRICES = None
 _IDENTITY_CELLS = (np.arange(16)[CENTRE, None] * 16 + np.arange(16)[None, CENTRE]).ravel()
 
 
-def _matrices() -> tuple[np.ndarray, np.ndarray]:
-    """Per-geometry matrices and all of them side by side (256, geometries * 144), built once."""
+def _matrices() -> np.ndarray:
+    """Per-geometry resampling matrices, built once per process."""
     global _MATRICES
     if _MATRICES is None:
-        per_geometry = _warp_matrices()
-        n_g, side2, cells = per_geometry.shape
-        _MATRICES = (per_geometry, np.ascontiguousarray(per_geometry.transpose(1, 0, 2).reshape(side2, n_g * cells)))
+        _MATRICES = _warp_matrices()
     return _MATRICES
 
 
 def _warped(flat: np.ndarray, geometry: np.ndarray) -> np.ndarray:
     """Normalised central vectors of thumbnails `flat` (n, 256) under per-row `geometry` ids."""
-    per_geometry, _ = _matrices()
+    per_geometry = _matrices()
     out = flat[:, _IDENTITY_CELLS]              # geometry 0 is the identity: no product needed
     if np.any(geometry):
         out = out.copy()
@@ -327,13 +325,6 @@ def _warped(flat: np.ndarray, geometry: np.ndarray) -> np.ndarray:
             rows = geometry == g
             out[rows] = flat[rows] @ per_geometry[g]
     return normalise_rows(out, floor=2.0)
-
-
-def _warped_all(flat: np.ndarray) -> np.ndarray:
-    """(n, geometries, 144): every geometry of every thumbnail, in one product."""
-    per_geometry, stacked = _matrices()
-    n_g, _, cells = per_geometry.shape
-    return normalise_rows((flat @ stacked).reshape(len(flat), n_g, cells), floor=2.0)
 
 
 def _centre_vectors(thumbs: np.ndarray) -> np.ndarray:
@@ -366,7 +357,6 @@ def _window_geometry(replay: np.ndarray, flat: np.ndarray, j: np.ndarray, t: np.
     window (crop disguises may differ from pass to pass, so not one geometry per line)."""
     geometry = np.zeros(len(t), np.int64)
     window = np.floor((t - t[0]) / _WINDOW_S).astype(int)
-    n_geometries = len(GEOMETRIES)
     for w in np.unique(window):
         members = np.flatnonzero(window == w)
         near_match = rough[members] <= 1.5 * settings.match_distance

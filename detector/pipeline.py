@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import queue
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +101,7 @@ def extract(
         meta = video.meta or video.open()
         for extractor in extractors:
             extractor.reset(meta)
-        for frame in video.frames():
+        for frame in _decoded_ahead(video, config.decode_ahead_frames):
             for extractor in extractors:
                 extractor.update(frame)
         features = _stream_features(video.stats, meta)
@@ -113,6 +115,60 @@ def extract(
             video.close()
     evidence.sort(key=lambda e: (e.start_s, e.kind))
     return Extraction(meta=meta, features=features, evidence=evidence, stats=video.stats)
+
+
+_END = object()
+
+
+def _decoded_ahead(video: VideoSource, depth: int):
+    """`video.frames()`, decoded on a background thread up to `depth` frames ahead.
+
+    FFmpeg's own decoding threads leave part of the machine idle while the extractors run
+    on the main thread; decoding ahead overlaps the two (PyAV, NumPy and OpenCV release the
+    GIL in their heavy parts). The queue is short: each queued frame pins a decoded picture.
+    Errors in the decoder are re-raised here; if the consumer stops early, the thread stops.
+    """
+    if depth <= 0:
+        yield from video.frames()
+        return
+    frames: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for frame in video.frames():
+                while not stop.is_set():
+                    try:
+                        frames.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            failure.append(exc)
+        finally:
+            while not stop.is_set():
+                try:
+                    frames.put(_END, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    worker = threading.Thread(target=produce, name="detector-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = frames.get()
+            if item is _END:
+                break
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+    if failure:
+        raise failure[0]
 
 
 def _stream_features(stats: DecodeStats, meta: VideoMeta) -> dict[str, float]:

@@ -21,3 +21,32 @@ def prior_model(tmp_path, priors: dict[str, int], name: str = "prior", pipeline=
     pipeline.fit(X, y)
     card = {"labels": list(LABELS), "feature_names": columns, "feature_schema": feature_schema()}
     return save_model(pipeline, tmp_path / f"{name}.skops", card)
+
+
+def written_clips(folder, scenes: dict, fps: float):
+    """A getter that writes each named scene's clip once (scenes: name -> frame factory)."""
+    from detector.synth.writer import write_clip
+
+    written: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in written:
+            written[name] = write_clip(folder / f"{name}.mp4", scenes[name](), fps)
+        return written[name]
+
+    return get
+
+
+def cached_extractions(clip, make_extractors):
+    """A getter that extracts each named clip once, with fresh extractors each time."""
+    from detector.config import ScanConfig
+    from detector.pipeline import extract
+
+    results: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in results:
+            results[name] = extract(clip(name), ScanConfig(), make_extractors())
+        return results[name]
+
+    return get

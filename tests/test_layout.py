@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import pytest
+from helpers import cached_extractions, written_clips
 
 from detector.config import ScanConfig
 from detector.extractors.layout import LayoutExtractor
 from detector.pipeline import Extraction, extract
 from detector.synth.scenes import moving_scene, static_scene
-from detector.synth.writer import write_clip
 from detector.types import Frame, VideoMeta
 
 W, H, FPS = 320, 180, 25
@@ -155,26 +155,13 @@ SCENES: dict[str, Callable[[], Frames]] = {
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Callable[[str], object]:
     """Path of a scene's clip, written once per module."""
-    folder = tmp_path_factory.mktemp("layout")
-    written: dict[str, object] = {}
-
-    def get(name: str):
-        if name not in written:
-            written[name] = write_clip(folder / f"{name}.mp4", SCENES[name](), FPS)
-        return written[name]
-    return get
+    return written_clips(tmp_path_factory.mktemp("layout"), SCENES, FPS)
 
 
 @pytest.fixture(scope="module")
 def scanned(clip) -> Callable[[str], Extraction]:
     """The layout extraction of a scene at the default settings, run once per module."""
-    results: dict[str, Extraction] = {}
-
-    def get(name: str) -> Extraction:
-        if name not in results:
-            results[name] = extract(clip(name), ScanConfig(), [LayoutExtractor()])
-        return results[name]
-    return get
+    return cached_extractions(clip, lambda: [LayoutExtractor()])
 
 
 def layout(result: Extraction) -> dict[str, float]:

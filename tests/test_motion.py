@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import pytest
+from helpers import cached_extractions, written_clips
 
 from detector.config import ScanConfig
 from detector.extractors.basic import BasicStatsExtractor
@@ -114,26 +115,13 @@ SCENES: dict[str, Callable[[], Frames]] = {
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Callable[[str], object]:
     """Path of a scene's clip, written once per module."""
-    folder = tmp_path_factory.mktemp("motion")
-    written: dict[str, object] = {}
-
-    def get(name: str):
-        if name not in written:
-            written[name] = write_clip(folder / f"{name}.mp4", SCENES[name](), FPS)
-        return written[name]
-    return get
+    return written_clips(tmp_path_factory.mktemp("motion"), SCENES, FPS)
 
 
 @pytest.fixture(scope="module")
 def scanned(clip) -> Callable[[str], Extraction]:
     """Motion and basic extraction of a scene at the default settings, run once per module."""
-    results: dict[str, Extraction] = {}
-
-    def get(name: str) -> Extraction:
-        if name not in results:
-            results[name] = extract(clip(name), ScanConfig(), [MotionExtractor(), BasicStatsExtractor()])
-        return results[name]
-    return get
+    return cached_extractions(clip, lambda: [MotionExtractor(), BasicStatsExtractor()])
 
 
 def motion(result: Extraction) -> dict[str, float]:

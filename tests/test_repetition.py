@@ -22,7 +22,7 @@ from detector.loopsearch import find_repeats
 from detector.pipeline import extract
 from detector.synth import hard_negatives
 from detector.synth.disguise import Disguise
-from detector.synth.loops import Air, Live, LoopPlan, picture_in_picture, render, whole_loop
+from detector.synth.loops import Air, LoopPlan, picture_in_picture, render, whole_loop
 from detector.synth.scenes import moving_scene, static_scene
 from detector.synth.writer import write_clip
 

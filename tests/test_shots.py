@@ -8,18 +8,17 @@ import itertools
 import json
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pytest
+from helpers import cached_extractions, written_clips
 
 from detector.config import ScanConfig
 from detector.extractors.shots import ShotsExtractor
 from detector.pipeline import Extraction, extract
 from detector.scan import build_record
 from detector.synth.scenes import cut_scene, moving_scene, static_scene
-from detector.synth.writer import write_clip
 from detector.types import VideoMeta
 
 W, H, FPS = 320, 180, 30
@@ -216,26 +215,13 @@ SCENES: dict[str, Callable[[], Frames]] = {
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Callable[[str], object]:
     """Path of a scene's clip, written once per module."""
-    folder = tmp_path_factory.mktemp("shots")
-    written: dict[str, object] = {}
-
-    def get(name: str):
-        if name not in written:
-            written[name] = write_clip(folder / f"{name}.mp4", SCENES[name](), FPS)
-        return written[name]
-    return get
+    return written_clips(tmp_path_factory.mktemp("shots"), SCENES, FPS)
 
 
 @pytest.fixture(scope="module")
 def scanned(clip) -> Callable[[str], Extraction]:
     """The shots extraction of a scene at the default settings, run once per module."""
-    results: dict[str, Extraction] = {}
-
-    def get(name: str) -> Extraction:
-        if name not in results:
-            results[name] = extract(clip(name), ScanConfig(), [ShotsExtractor()])
-        return results[name]
-    return get
+    return cached_extractions(clip, lambda: [ShotsExtractor()])
 
 
 def cuts(result: Extraction) -> list:

@@ -448,7 +448,6 @@ class _Tracker:
     def _confirm(self, gray: np.ndarray, t_s: float) -> tuple[bool, bool]:
         """Look for the face near the box; snap to it if the track drifted.
         Returns (found, snapped)."""
-        import cv2
 
         b = self.box
         grow = 1.7

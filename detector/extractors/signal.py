@@ -364,7 +364,6 @@ class SignalExtractor(FeatureExtractor):
         self._close_quiet(after_noise=None)     # a run that reaches the end is not a repeat
         self._close_frozen()
         self._close_dead()
-        s = self.settings
         nan = math.nan
         if self._unmeasured:
             log.debug("%s: noise unmeasured in %d of %d pairs (texture in motion, nothing flat)",
