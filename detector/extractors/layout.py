@@ -116,7 +116,7 @@ class LayoutSettings:
     border_floor: float = 0.35
     border_full: float = 0.65
     # Evidence when the PiP score reaches this.
-    pip_min_score: float = 0.5
+    pip_min_score: float = 0.75
     # Layer edges (key_edge): a half-size pixel that is an edge in more than `key_persist` of
     # the frames, while a pixel `_FLANK_PX` to one side changes (by more than `change_delta`
     # luma levels) in at least `key_contrast` more of the steps than the edge pixel itself.
