@@ -54,6 +54,8 @@ class SearchSettings:
     cell_t_s: float = 6.0
     cell_offset_s: float = 2.0
     min_votes: int = 4
+    min_vote_density: float = 0.35   # votes per second of the line's extent (+ min_span_s)
+    always_verify: int = 40          # the strongest alignments are verified whatever their density
     max_candidates: int = 400
     # Verification.
     trim_share: float = 0.25          # share of cells ignored as overlays
@@ -226,7 +228,12 @@ def alignments(times_s: np.ndarray, pairs: np.ndarray, settings: SearchSettings)
                 found.append(Alignment(int(variant), slope, intercept, float(t[members][inliers].min()),
                                        float(t[members][inliers].max()), int(inliers.sum())))
     found.sort(key=lambda a: -a.votes)
-    return found[: settings.max_candidates]
+    # A replay collects votes densely along its span (about one a second or more); chance
+    # collisions spread thinly. The strongest few are verified whatever their density, so a
+    # heavily disguised replay with few votes still gets its chance.
+    kept = [a for k, a in enumerate(found)
+            if k < settings.always_verify or a.votes / (a.t_hi_s - a.t_lo_s + settings.min_span_s) >= settings.min_vote_density]
+    return kept[: settings.max_candidates]
 
 
 def _fit_lines(t: np.ndarray, s: np.ndarray, reversed_: bool, settings: SearchSettings):
