@@ -55,7 +55,7 @@ class SearchSettings:
     cell_offset_s: float = 2.0
     min_votes: int = 4
     min_vote_density: float = 0.35   # votes per second of the line's extent (+ min_span_s)
-    always_verify: int = 40          # the strongest alignments are verified whatever their density
+    always_verify: int = 10          # the strongest alignments are verified whatever their density
     max_candidates: int = 400
     # Verification.
     trim_share: float = 0.25          # share of cells ignored as overlays
