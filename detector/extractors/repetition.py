@@ -188,7 +188,7 @@ def _period(repeats: list[Repeat], tolerance: float) -> tuple[float, float]:
 
 def _features(repeats, clips, duration_s, period_s, regularity, n_fingerprints) -> dict[str, float]:
     nan = math.nan
-    covered = _union_length([(r.start_s, r.end_s) for r in repeats])
+    covered = union_length([(r.start_s, r.end_s) for r in repeats])
     airtime = sum(r.end_s - r.start_s for r in repeats) or 1.0
 
     def share(predicate) -> float:
@@ -218,7 +218,7 @@ def _regional_features(regional) -> dict[str, float]:
             "regional_correlation": regional.correlation}
 
 
-def _union_length(intervals: list[tuple[float, float]]) -> float:
+def union_length(intervals: list[tuple[float, float]]) -> float:
     total, end = 0.0, -math.inf
     for lo, hi in sorted(intervals):
         if hi > end:
