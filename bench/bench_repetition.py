@@ -1,9 +1,10 @@
 """Benchmark of the repetition engine (issue 3): quality per disguise, false alarms, scale.
 
-    python bench/bench_repetition.py               # full: 10 seeds per row (~20-25 min on 2 cores)
+    python bench/bench_repetition.py               # full: 10 seeds per row (first run ~20-30 min: it
+                                                   # generates 220 clips; later runs reuse them, ~7 min)
     python bench/bench_repetition.py --quick       # 2 seeds per row (smoke test)
     python bench/bench_repetition.py --seeds 5     # another number of seeds
-    python bench/bench_repetition.py --only crop,speed --skip-negatives --skip-scale   # investigate
+    python bench/bench_repetition.py --only crop/zoom,speed --skip-negatives --skip-scale   # investigate
 
 1. Quality: for every disguise named in issue 3, generated clips (detector.synth.loops plans
    with randomised disguise parameters) are encoded into bench/out/repetition/, scanned with
@@ -15,6 +16,10 @@
    10-hour stream (5 per second), time and peak memory in a fresh child process, side by side
    with a naive all-pairs comparison; and the scan time of a 720p clip with and without the
    RepetitionExtractor.
+
+The engine is frozen for the run: the detector package is copied to
+bench/out/repetition/engine_<digest>/ and every part of the run (workers, scale children)
+imports that copy, so edits to detector/ during a run cannot mix versions.
 
 Writes bench/out/repetition.json (repetition_quick.json with --quick) and prints markdown
 tables. Requirements are printed as PASS/FAIL; nothing is asserted: this is a benchmark.
@@ -35,6 +40,7 @@ import traceback
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +50,10 @@ ROOT = HERE.parent
 OUT = HERE / "out"
 CLIPS = OUT / "repetition"
 sys.path.insert(0, str(ROOT))
+# A frozen copy of the engine (see _freeze_engine): every part of one run measures the same code
+# even when the files under detector/ are being edited while the benchmark runs.
+if os.environ.get("BENCH_REPETITION_ENGINE"):
+    sys.path.insert(0, os.environ["BENCH_REPETITION_ENGINE"])
 
 # Requirements (issue 3).
 MIN_RECALL = 0.98
@@ -61,14 +71,37 @@ BOUNDARY_CONTINUE_S = 1.0     # a span reaching this far across a truth boundary
 FINGERPRINT_HZ = 5.0
 
 # The engine under test: its digest goes into the JSON, so results can be traced to a version.
-ENGINE_FILES = ("detector/fingerprint.py", "detector/loopsearch.py", "detector/extractors/repetition.py")
+ENGINE_FILES = ("detector/fingerprint.py", "detector/loopsearch.py", "detector/regional.py",
+                "detector/extractors/repetition.py")
 
 
-def engine_digest() -> str:
+def engine_digest(root: Path = ROOT) -> str:
     h = hashlib.sha1()
     for name in ENGINE_FILES:
-        h.update((ROOT / name).read_bytes())
+        path = root / name
+        h.update(path.read_bytes() if path.exists() else b"missing " + name.encode())
     return h.hexdigest()[:12]
+
+
+def _freeze_engine() -> tuple[str, Path]:
+    """Copy the detector package to bench/out/repetition/engine_<digest>/ and import it from
+    there (this process, the forked workers and the scale children alike)."""
+    import shutil
+
+    digest = engine_digest()
+    snapshot = CLIPS / f"engine_{digest}"
+    if not (snapshot / "detector").exists():
+        CLIPS.mkdir(parents=True, exist_ok=True)
+        partial = CLIPS / f"engine_{digest}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(ROOT / "detector", partial / "detector", ignore=shutil.ignore_patterns("__pycache__"))
+        partial.rename(snapshot)
+    if engine_digest(snapshot) != digest:      # edited between the digest and the copy: try again
+        shutil.rmtree(snapshot)
+        return _freeze_engine()
+    os.environ["BENCH_REPETITION_ENGINE"] = str(snapshot)
+    sys.path.insert(0, str(snapshot))
+    return digest, snapshot
 
 
 # =========================================================================================
@@ -399,10 +432,15 @@ def _expected_words(loop: dict, replay: Airing, airings: list[Airing]) -> list[s
     return words
 
 
-def evaluate(airings: list[Airing], loops: list[dict], period_s: float) -> dict:
+def evaluate(airings: list[Airing], loops: list[dict], period_s: float, regional: list[dict] = ()) -> dict:
     replays = [a for a in airings if not a.first]
     per_replay = []
     for r in replays:
+        # Informative: the replay counted as found by `loop` or `regional_loop` spans together.
+        q_any = [lp for lp in [*loops, *regional] if _overlap(lp["start_s"], lp["end_s"], r.start_s, r.end_s) > 0
+                 and _qualifies(lp, r, airings)]
+        coverage_any = _union([(max(lp["start_s"], r.start_s), min(lp["end_s"], r.end_s)) for lp in q_any]) / (
+            r.end_s - r.start_s)
         q = [lp for lp in loops if _overlap(lp["start_s"], lp["end_s"], r.start_s, r.end_s) > 0
              and _qualifies(lp, r, airings)]
         length = r.end_s - r.start_s
@@ -413,6 +451,7 @@ def evaluate(airings: list[Airing], loops: list[dict], period_s: float) -> dict:
         found = coverage >= FOUND_COVERAGE
         entry = {"start_s": round(r.start_s, 3), "end_s": round(r.end_s, 3), "clip": r.clip,
                  "coverage": round(coverage, 3), "content_coverage": round(content, 3), "found": found,
+                 "found_incl_regional": coverage_any >= FOUND_COVERAGE,
                  "start_err_s": None, "end_err_s": None, "expected_transform": None, "transform_seen": None}
         if found:
             # Boundary errors: spans overlapping the replay by >= 1 s (or half of it).
@@ -458,13 +497,14 @@ def evaluate(airings: list[Airing], loops: list[dict], period_s: float) -> dict:
             "false_spans": false_spans, "period": period}
 
 
-def _loops_of(extraction) -> list[dict]:
+def _loops_of(extraction, kind: str = "loop") -> list[dict]:
+    """`loop` evidence (or `regional_loop`: repetition confined to a region, picture in picture)."""
     return [{"start_s": round(e.start_s, 3), "end_s": round(e.end_s, 3),
              "source_start_s": round(e.source_start_s, 3), "source_end_s": round(e.source_end_s, 3),
              "transform": str(e.detail.get("transform", "")), "speed": e.detail.get("speed"),
              "score": round(float(e.score), 3), "distance": e.detail.get("distance"),
              "shifted_distance": e.detail.get("shifted_distance")}
-            for e in extraction.evidence if e.kind == "loop"]
+            for e in extraction.evidence if e.kind == kind]
 
 
 # =========================================================================================
@@ -494,6 +534,7 @@ def run_quality_case(row: str, seed: int, fresh: bool) -> dict:
         extraction = extract(path, ScanConfig(), [RepetitionExtractor()])
         t2 = time.perf_counter()
         loops = _loops_of(extraction)
+        regional = _loops_of(extraction, "regional_loop")
         airings = airings_of(case.plan, truth)
         record["airings"] = [{"start_s": round(a.start_s, 3), "end_s": round(a.end_s, 3), "clip": a.clip,
                               "mirror": a.mirror, "vflip": a.vflip, "reversed": a.reversed, "speed": a.speed,
@@ -502,14 +543,15 @@ def run_quality_case(row: str, seed: int, fresh: bool) -> dict:
                             "source_start_s": round(t.source_start_s, 3), "source_end_s": round(t.source_end_s, 3),
                             "clip": t.clip, "transform": t.transform} for t in truth]
         record["loops"] = loops
+        record["regional_loops"] = regional
         feats = extraction.features
         record["features"] = {k: (None if not math.isfinite(v) else round(v, 4)) for k, v in feats.items()
                               if k.startswith("repetition__")}
-        record["eval"] = evaluate(airings, loops, feats.get("repetition__period_s", math.nan))
+        record["eval"] = evaluate(airings, loops, feats.get("repetition__period_s", math.nan), regional)
         record["truth_clips"] = len({a.clip for a in airings})
         record["render_write_s"] = round(t1 - t0, 2)
         record["scan_s"] = round(t2 - t1, 2)
-    except Exception as exc:          # a failure is a record, never dropped
+    except Exception as exc:  # noqa: BLE001 -- a failure is a record, never dropped
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc()
     return record
@@ -546,13 +588,14 @@ def run_negative_case(kind: str, seed: int, fresh: bool) -> dict:
         config = ScanConfig()
         extraction = extract(path, config, [BasicStatsExtractor(), RepetitionExtractor()])
         record["loops"] = _loops_of(extraction)
+        record["regional_loops"] = _loops_of(extraction, "regional_loop")
         static_share = extraction.features.get("basic__static_share", math.nan)
         record["static_share"] = None if not math.isfinite(static_share) else round(static_share, 3)
         record["static_flag"] = bool(math.isfinite(static_share) and static_share >= config.static_flag_share)
         record["static_evidence_s"] = round(sum(e.end_s - e.start_s for e in extraction.evidence if e.kind == "static"), 2)
         record["render_write_s"] = round(t1 - t0, 2)
         record["scan_s"] = round(time.perf_counter() - t1, 2)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- a failure is a record
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc()
     return record
@@ -589,7 +632,7 @@ def run_tasks(tasks: list[tuple[str, str, int]], jobs: int, fresh: bool) -> list
             kind, name, seed = futures[fut]
             try:
                 rec = fut.result()
-            except Exception as exc:          # worker died
+            except Exception as exc:  # noqa: BLE001 -- a worker that died is a record too
                 rec = {"row" if kind == "quality" else "kind": name, "seed": seed, "error": repr(exc)}
             rec["task"] = kind
             results.append(rec)
@@ -636,6 +679,8 @@ def aggregate_quality(records: list[dict]) -> list[dict]:
         reported = sum(r["eval"]["reported_s"] for r in ok)
         correct = sum(r["eval"]["correct_s"] for r in ok)
         recall = len(found) / len(replays) if replays else math.nan
+        recall_regional = (sum(e.get("found_incl_regional", e["found"]) for e in replays) / len(replays)
+                           if replays else math.nan)
         clip_recall = (sum(any(e["found"] for e in r["eval"]["replays"]) for r in ok) / len(ok)) if ok else math.nan
         b_med = float(np.median(bounds)) if bounds else math.nan
         b_max = float(np.max(bounds)) if bounds else math.nan
@@ -645,14 +690,14 @@ def aggregate_quality(records: list[dict]) -> list[dict]:
         if len(ok) < len(recs):
             fails.append("errors")
         if not recall >= MIN_RECALL:
-            fails.append("recall")
+            fails.append("recall" + (" (regional_loop: met)" if recall_regional >= MIN_RECALL else ""))
         if bounds and b_max > MAX_BOUNDARY_S:
             fails.append("boundary")
         if periods and (missing_period or (period_errs and p_max > MAX_PERIOD_ERR_PCT)):
             fails.append("period")
         rows.append({
             "row": row, "clips": len(recs), "errors": len(recs) - len(ok), "replays": len(replays),
-            "found": len(found), "recall": recall, "clip_recall": clip_recall,
+            "found": len(found), "recall": recall, "clip_recall": clip_recall, "recall_incl_regional": recall_regional,
             "content_coverage": float(np.mean([e["content_coverage"] for e in replays])) if replays else math.nan,
             "boundary_med_s": b_med, "boundary_max_s": b_max, "boundaries": len(bounds),
             "period_cases": len(periods), "period_missing": missing_period,
@@ -681,7 +726,9 @@ def quality_table(rows: list[dict]) -> str:
         transform = "n/a" if r["transform_seen"] is None else f"{r['transform_seen']:.2f} (n={r['transform_cases']})"
         lines.append(
             f"| {r['row']} | {r['clips']}{' (' + str(r['errors']) + ' errors)' if r['errors'] else ''} | "
-            f"{r['found']}/{r['replays']} | {_fmt(r['recall'], 3)} | {_fmt(r['clip_recall'], 2)} | "
+            f"{r['found']}/{r['replays']} | {_fmt(r['recall'], 3)}"
+            f"{' (' + _fmt(r['recall_incl_regional'], 3) + ' with regional_loop)' if r['recall_incl_regional'] != r['recall'] else ''}"
+            f" | {_fmt(r['clip_recall'], 2)} | "
             f"{_fmt(r['boundary_med_s'])} / {_fmt(r['boundary_max_s'])} | {period} | {transform} | "
             f"{_fmt(r['precision'], 3)} | {r['result']} |")
     return "\n".join(lines)
@@ -701,24 +748,28 @@ def aggregate_negatives(records: list[dict]) -> dict:
             "scene": kind, "clips": len(recs), "errors": len(recs) - len(ok), "with_loop": len(flagged),
             "no_loop_share": (1 - len(flagged) / len(ok)) if ok else math.nan,
             "static_flagged": sum(r["static_flag"] for r in ok),
+            "with_regional": sum(bool(r.get("regional_loops")) for r in ok),
             "offending": [{"seed": r["seed"], "path": r["path"], "spans": r["loops"]} for r in flagged],
         })
     total = len(all_ok)
     clean = sum(not r["loops"] for r in all_ok)
     static = next((p for p in per if p["scene"] == "static"), None)
     return {"scenes": per, "clips": total, "no_loop_share": clean / total if total else math.nan,
-            "static_all_flagged": bool(static and static["static_flagged"] == static["clips"] - static["errors"])}
+            "static_all_flagged": None if static is None else static["static_flagged"] == static["clips"] - static["errors"]}
 
 
 def negatives_table(neg: dict) -> str:
-    lines = ["| scene | clips | clips with a `loop` | no-loop share | flagged `static` |", "|---|---|---|---|---|"]
+    lines = ["| scene | clips | clips with a `loop` | no-loop share | flagged `static` | with a `regional_loop` (informative) |",
+             "|---|---|---|---|---|---|"]
     for p in neg["scenes"]:
         lines.append(f"| {p['scene']} | {p['clips']}{' (' + str(p['errors']) + ' errors)' if p['errors'] else ''} | "
-                     f"{p['with_loop']} | {_fmt(p['no_loop_share'], 3)} | {p['static_flagged']}/{p['clips']} |")
+                     f"{p['with_loop']} | {_fmt(p['no_loop_share'], 3)} | {p['static_flagged']}/{p['clips']} | "
+                     f"{p.get('with_regional', 0)}/{p['clips']} |")
     verdict = "PASS" if neg["no_loop_share"] >= MIN_NO_FALSE_LOOP else "FAIL"
     lines.append(f"| **all** | {neg['clips']} | {sum(p['with_loop'] for p in neg['scenes'])} | "
                  f"{_fmt(neg['no_loop_share'], 3)} (req >= {MIN_NO_FALSE_LOOP}) **{verdict}** | "
-                 f"still room static: **{'PASS' if neg['static_all_flagged'] else 'FAIL'}** |")
+                 f"still room static: **{ {True: 'PASS', False: 'FAIL', None: 'n/a'}[neg['static_all_flagged']] }** | "
+                 f"{sum(p.get('with_regional', 0) for p in neg['scenes'])} |")
     out = "\n".join(lines)
     offenders = [(p["scene"], o) for p in neg["scenes"] for o in p["offending"]]
     if offenders:
@@ -759,7 +810,7 @@ def synthetic_fingerprints(hours: float, kind: str = "scene", seed: int = 11) ->
     """
     rng = np.random.default_rng(seed)
     step = 1.0 / FINGERPRINT_HZ
-    n = int(round(hours * 3600 * FINGERPRINT_HZ))
+    n = round(hours * 3600 * FINGERPRINT_HZ)
     times = np.arange(n) * step
     thumbs = np.empty((n, 16, 16), np.uint8)
     loops = []
@@ -778,7 +829,7 @@ def synthetic_fingerprints(hours: float, kind: str = "scene", seed: int = 11) ->
         bounds.append(bounds[-1] + int(rng.uniform(600, 1800) * FINGERPRINT_HZ))
     bounds[-1] = n
     if kind == "scene":
-        for k, (b0, b1) in enumerate(zip(bounds[:-1], bounds[1:])):
+        for k, (b0, b1) in enumerate(pairwise(bounds)):
             thumbs[b0:b1] = _scene_thumbs((b1 - b0) / FINGERPRINT_HZ, seed * 1000 + k)[: b1 - b0]
     elif kind == "walk":
         from scipy.ndimage import gaussian_filter
@@ -791,7 +842,7 @@ def synthetic_fingerprints(hours: float, kind: str = "scene", seed: int = 11) ->
         for _ in range(max(1, int(hours * 2))):          # still stretches of 2-5 min
             s0 = int(rng.integers(0, n))
             z[s0: s0 + int(rng.uniform(120, 300) * FINGERPRINT_HZ)] = z[s0]
-        for b0, b1 in zip(bounds[:-1], bounds[1:]):
+        for b0, b1 in pairwise(bounds):
             bg = gaussian_filter(rng.normal(0, 1, (16, 16)), 1.5)
             bg = 120 + 45 * bg / bg.std()
             centres = rng.uniform(2, 14, (dims, 2))
@@ -805,7 +856,7 @@ def synthetic_fingerprints(hours: float, kind: str = "scene", seed: int = 11) ->
                 thumbs[c0:c1] = np.clip(frames, 0, 255).astype(np.uint8)
     else:
         raise ValueError(kind)
-    n_loops = max(3, int(round(2 * hours)))
+    n_loops = max(3, round(2 * hours))
     slots = np.sort(rng.choice(np.arange(1, n_loops * 3 + 1), n_loops, replace=False))
     for slot in slots:
         p = int(rng.uniform(15, 60) * FINGERPRINT_HZ)
@@ -835,39 +886,44 @@ def child_scale(path: str, mode: str) -> dict:
     """One measurement in a fresh process; prints JSON."""
     data = np.load(path)
     times_s, thumbs, loops = data["times_s"], data["thumbs"], data["loops"]
-    digest = engine_digest()
     from detector import loopsearch
 
-    if mode in ("search", "search-mem"):
-        # Warm-up on a small slice: imports scipy.sparse and builds the verification taps once.
+    digest = engine_digest(Path(loopsearch.__file__).resolve().parent.parent)
+
+    if mode in ("search", "search-stages"):
+        # Warm-up on a small slice: imports scipy.sparse and builds the verification matrices once.
         loopsearch.find_repeats(times_s[:600], thumbs[:600])
         base_rss = _status_mb("VmRSS")
-        if mode == "search-mem":
-            import tracemalloc
-            tracemalloc.start()
         t0, c0 = time.perf_counter(), time.process_time()
-        stages = {}
+        stages: dict = {}
+
+        def stage(name: str, **extra) -> None:
+            # Progress on stderr: a run killed at the timeout still tells how far it got.
+            stages[f"{name}_s"] = time.perf_counter() - t0 - sum(v for k, v in stages.items() if k.endswith("_s"))
+            stages.update(extra)
+            stages[f"rss_after_{name}_mb"] = _status_mb("VmHWM")
+            print("STAGE " + json.dumps(_finite(stages), default=_json_default), file=sys.stderr, flush=True)
+
         if mode == "search":
             repeats = loopsearch.find_repeats(times_s, thumbs)
         else:
-            # The same steps as find_repeats, timed one by one (for the breakdown).
+            # The same steps as find_repeats, timed one by one (no tracemalloc: it would slow
+            # the many small allocations of the line fitting several-fold).
             settings = loopsearch.SearchSettings()
             pairs = loopsearch.candidate_pairs(times_s, thumbs, settings)
-            stages["candidates_s"] = time.perf_counter() - t0
+            stage("candidates", pairs=len(pairs))
             found = loopsearch.alignments(times_s, pairs, settings)
-            stages["alignments_s"] = time.perf_counter() - t0 - stages["candidates_s"]
+            del pairs
+            stage("alignments", alignments=len(found))
             runs = []
             for alignment in found:
-                runs.extend(loopsearch.verify(times_s, thumbs, alignment, settings, 0.2))
-            stages["verify_s"] = time.perf_counter() - t0 - stages["candidates_s"] - stages["alignments_s"]
-            repeats = loopsearch._assign(runs, times_s, settings, 0.2)
-            stages.update(pairs=len(pairs), alignments=len(found), runs=len(runs))
+                runs.extend(loopsearch.verify(times_s, thumbs, alignment, settings, 1.0 / FINGERPRINT_HZ))
+            stage("verify", runs=len(runs))
+            repeats = loopsearch._assign(runs, times_s, settings, 1.0 / FINGERPRINT_HZ)
+            stage("assign", repeats=len(repeats))
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         out = {"mode": mode, "n": len(times_s), "wall_s": wall, "cpu_s": cpu, "base_rss_mb": base_rss,
                "peak_rss_mb": _status_mb("VmHWM"), "repeats": len(repeats), "stages": stages, "engine": digest}
-        if mode == "search-mem":
-            out["tracemalloc_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
-            tracemalloc.stop()
         # Sanity: how many inserted replays are covered by a repeat (>= 50 %)?
         spans = [(r.start_s, r.end_s) for r in repeats]
         hit = 0
@@ -876,9 +932,9 @@ def child_scale(path: str, mode: str) -> dict:
             hit += cov >= 0.5 * (hi - lo)
         out["inserted_replays"] = len(loops)
         out["inserted_found"] = hit
-        outside = sum(1 for a, b in spans
-                      if not any(min(b, hi) - max(a, lo) > 0 for lo, hi, _, _ in loops))
-        out["repeats_outside_inserted"] = outside
+        out["repeats_outside_inserted"] = [
+            [round(r.start_s, 1), round(r.end_s, 1), round(r.source_start_s, 1), round(r.source_end_s, 1), r.transform]
+            for r in repeats if not any(min(r.end_s, hi) - max(r.start_s, lo) > 0 for lo, hi, _, _ in loops)]
         return out
     if mode == "naive":
         from detector.fingerprint import appearance
@@ -904,14 +960,28 @@ def child_scale(path: str, mode: str) -> dict:
 
 
 def _run_child(args: list[str], timeout_s: float) -> dict:
-    try:
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], capture_output=True, text=True,
-                              timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return {"timeout_s": timeout_s}
+    """Run this script as a child; on timeout, kill it and report its peak RSS so far."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    started, peak_mb = time.perf_counter(), math.nan
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        peak_mb = int(line.split()[1]) / 1024.0
+        except OSError:
+            pass
+        if time.perf_counter() - started > timeout_s:
+            proc.kill()
+            _, err = proc.communicate()
+            stages = [json.loads(line[6:]) for line in err.splitlines() if line.startswith("STAGE ")]
+            return {"timeout_s": timeout_s, "peak_rss_at_timeout_mb": peak_mb, "stages": stages[-1] if stages else {}}
+        time.sleep(0.5)
+    out, err = proc.communicate()
     if proc.returncode != 0:
-        return {"error": proc.stderr[-2000:]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        return {"error": err[-2000:]}
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def cpu_busy_share(seconds: float = 2.0) -> float:
@@ -955,39 +1025,39 @@ def run_scale(quick: bool, timeout_s: float) -> dict:
         return rec
 
     for kind, hours in SCALE_SCENARIOS:
-        if kind == "scene":
-            first = child(kind, hours, "search")
-            if not quick and "wall_s" in first and first["wall_s"] < 30:
-                child(kind, hours, "search")            # best of 2 when it is quick enough
-        # Stress cases: only the instrumented run (its wall time includes tracemalloc overhead).
-        child(kind, hours, "search-mem")
+        first = child(kind, hours, "search-stages")
+        if kind == "scene" and "wall_s" in first and first["wall_s"] < 30:
+            # The plain find_repeats call, for the headline figure (best of 2 when quick enough).
+            child(kind, hours, "search")
+            if not quick:
+                child(kind, hours, "search")
     for hours in (0.5, 1.0):
         child("scene", hours, "naive")
     out["runs"] = runs
     out["cpu_busy_after"] = cpu_busy_share()
 
-    def pick(kind, hours, mode, key, agg=min):
-        vals = [r[key] for r in runs if r["scenario"] == kind and r["hours"] == hours and r["mode"] == mode and key in r]
-        if not vals and mode == "search" and kind != "scene":
-            return pick(kind, hours, "search-mem", key, agg)
+    def pick(kind, hours, modes, key, agg=min):
+        vals = [r[key] for r in runs if r["scenario"] == kind and r["hours"] == hours and r["mode"] in modes
+                and r.get(key) is not None]
         return agg(vals) if vals else math.nan
 
+    both = ("search", "search-stages")
     summary = {}
     for kind, hours in SCALE_SCENARIOS:
         tag = f"{kind}_{hours:g}h"
-        mem = next((r for r in runs if r["scenario"] == kind and r["hours"] == hours and r["mode"] == "search-mem"), {})
-        timed_out = any("timeout_s" in r for r in runs if r["scenario"] == kind and r["hours"] == hours)
+        staged = next((r for r in runs if r["scenario"] == kind and r["hours"] == hours and r["mode"] == "search-stages"), {})
         summary[tag] = {
-            "fingerprints": int(round(hours * 3600 * FINGERPRINT_HZ)),
-            "wall_s": pick(kind, hours, "search", "wall_s"),
-            "cpu_s": pick(kind, hours, "search", "cpu_s"),
-            "timed_out": timed_out,
-            "peak_rss_mb": max(pick(kind, hours, "search", "peak_rss_mb", max), pick(kind, hours, "search-mem", "peak_rss_mb", max)),
-            "base_rss_mb": pick(kind, hours, "search", "base_rss_mb"),
-            "tracemalloc_mb": pick(kind, hours, "search-mem", "tracemalloc_peak_mb", max),
-            "stages": mem.get("stages"),
-            "inserted": (mem.get("inserted_found"), mem.get("inserted_replays"), mem.get("repeats"),
-                         mem.get("repeats_outside_inserted")),
+            "fingerprints": round(hours * 3600 * FINGERPRINT_HZ),
+            "wall_s": pick(kind, hours, both, "wall_s"),
+            "cpu_s": pick(kind, hours, both, "cpu_s"),
+            "timed_out": "timeout_s" in staged,
+            "peak_rss_mb": pick(kind, hours, both, "peak_rss_mb", max),
+            "peak_rss_at_timeout_mb": pick(kind, hours, both, "peak_rss_at_timeout_mb", max),
+            "base_rss_mb": pick(kind, hours, both, "base_rss_mb"),
+            "stages": staged.get("stages"),
+            "inserted": (staged.get("inserted_found"), staged.get("inserted_replays"), staged.get("repeats"),
+                         len(staged["repeats_outside_inserted"]) if "repeats_outside_inserted" in staged else None),
+            "repeats_outside_inserted": staged.get("repeats_outside_inserted"),
         }
     summary["naive_0.5h_s"] = pick("scene", 0.5, "naive", "wall_s")
     summary["naive_1h_s"] = pick("scene", 1.0, "naive", "wall_s")
@@ -1013,7 +1083,7 @@ def run_scan_overhead(repeats: int = 2) -> dict:
     times = {"basic": [], "basic+repetition": []}
     search_s = []
     for _ in range(repeats):
-        for name in times:
+        for name in list(times):
             extractors = [BasicStatsExtractor()] + ([RepetitionExtractor()] if name != "basic" else [])
             t0 = time.perf_counter()
             res = extract(clip, ScanConfig(), extractors)
@@ -1042,10 +1112,10 @@ def scale_table(scale: dict, scan: dict | None) -> str:
     lines = [
         f"CPUs busy with other work while measuring: {scale['cpu_busy_before']:.0%} before, {scale['cpu_busy_after']:.0%} after.",
         "",
-        "| stream | fingerprints | find_repeats wall (cpu) | process peak RSS (after load) | search tracemalloc peak | "
-        "candidates / alignments / verified runs (stage s) | inserted replays found (repeats, outside inserted) | "
-        "naive all-pairs | naive / search |",
-        "|---|---|---|---|---|---|---|---|---|",
+        ("| stream | fingerprints | find_repeats wall (cpu) | peak RSS of the child (after loading the fingerprints) | "
+         "stages: candidate pairs / alignments / verified runs (seconds each) | inserted replays found (repeats reported, "
+         "of which outside the inserted loops) | naive all-pairs | naive / search |"),
+        "|---|---|---|---|---|---|---|---|",
     ]
     for kind, hours in SCALE_SCENARIOS:
         r = s[f"{kind}_{hours:g}h"]
@@ -1053,26 +1123,39 @@ def scale_table(scale: dict, scan: dict | None) -> str:
             wall = f"> {scale['timeout_s']:g} s (timed out)"
         else:
             wall = f"{r['wall_s']:.2f} s ({r['cpu_s']:.2f} s)"
+        if math.isfinite(r["peak_rss_mb"]):
+            rss = f"{r['peak_rss_mb']:.0f} MB ({_fmt(r['base_rss_mb'], 0)} MB)"
+        elif math.isfinite(r["peak_rss_at_timeout_mb"]):
+            rss = f">= {r['peak_rss_at_timeout_mb']:.0f} MB when killed"
+        else:
+            rss = "n/a"
         st = r["stages"] or {}
-        stages = (f"{st.get('pairs', 'n/a'):,} / {st.get('alignments', 'n/a')} / {st.get('runs', 'n/a')} "
-                  f"({st.get('candidates_s', math.nan):.1f} / {st.get('alignments_s', math.nan):.1f} / {st.get('verify_s', math.nan):.1f})"
-                  if st else "n/a (timeout)")
+
+        def part(count_key, time_key, st=st):
+            if time_key not in st:
+                return "?"
+            return f"{st[count_key]:,} ({st[time_key]:.1f})" if count_key in st else f"({st[time_key]:.1f})"
+
+        stages = " / ".join([part("pairs", "candidates_s"), part("alignments", "alignments_s"), part("runs", "verify_s")])
+        if r["timed_out"]:
+            stages += " (killed in the next stage)"
         found, total, reps, outside = (x if x is not None else "?" for x in r["inserted"])
         naive = naive_ratio = "n/a"
         if kind == "scene":
             naive_s = s["naive_1h_s"] if hours == 1.0 else s["naive_10h_extrapolated_s"]
             naive = f"{naive_s:.2f} s measured" if hours == 1.0 else f"~{naive_s:.0f} s (1 h x 100)"
-            naive_ratio = f"{naive_s / r['wall_s']:.1f}x" if math.isfinite(r["wall_s"]) else "n/a"
-        lines.append(
-            f"| {hours:g} h {labels[kind]} | {r['fingerprints']:,} | {wall} | {_fmt(r['peak_rss_mb'], 0)} MB "
-            f"({_fmt(r['base_rss_mb'], 0)} MB) | {_fmt(r['tracemalloc_mb'], 0)} MB | {stages} | "
-            f"{found}/{total} ({reps}, {outside}) | {naive} | {naive_ratio} |")
+            naive_ratio = f"{naive_s / r['wall_s']:.2f}x" if math.isfinite(r["wall_s"]) else (
+                f"< {naive_s / scale['timeout_s']:.2f}x")
+        lines.append(f"| {hours:g} h {labels[kind]} | {r['fingerprints']:,} | {wall} | {rss} | {stages} | "
+                     f"{found}/{total} ({reps}, {outside}) | {naive} | {naive_ratio} |")
     lines.append("")
     wall_10h = f"{ten['wall_s']:.2f} s" if math.isfinite(ten["wall_s"]) else f"> {scale['timeout_s']:g} s (timed out)"
-    mem_10h = (f"{ten['peak_rss_mb']:.0f} MB" if math.isfinite(ten["peak_rss_mb"]) else "unknown (timed out)")
+    peak_10h = ten["peak_rss_mb"] if math.isfinite(ten["peak_rss_mb"]) else ten.get("peak_rss_at_timeout_mb", math.nan)
+    mem_10h = (f"{ten['peak_rss_mb']:.0f} MB" if math.isfinite(ten["peak_rss_mb"]) else
+               f">= {peak_10h:.0f} MB when killed" if math.isfinite(peak_10h) else "unknown")
+    mem_verdict = "PASS" if ok_m else ("FAIL" if math.isfinite(peak_10h) and peak_10h > MAX_SEARCH_10H_MB else "n/a")
     lines.append(f"- 10 h live-room search: {wall_10h} (req <= {MAX_SEARCH_10H_S:g} s): **{'PASS' if ok_t else 'FAIL'}**; "
-                 f"peak RSS of the whole child process {mem_10h} (req <= {MAX_SEARCH_10H_MB:g} MB): "
-                 f"**{'PASS' if ok_m else ('FAIL' if math.isfinite(ten['peak_rss_mb']) else 'n/a')}**")
+                 f"peak RSS of the whole child process {mem_10h} (req <= {MAX_SEARCH_10H_MB:g} MB): **{mem_verdict}**")
     digests = sorted({r.get("engine") for r in scale["runs"] if r.get("engine")})
     lines.append(f"- engine digest in the scale children: {', '.join(digests) or 'n/a'}")
     lines.append(f"- growth 1 h -> 10 h: search x{_fmt(s['search_growth_1h_to_10h'], 1)} (linear: x10); "
@@ -1119,6 +1202,7 @@ def main() -> None:
         print(json.dumps(_finite(child_scale(*args.child_scale)), default=_json_default))
         return
 
+    digest_start, snapshot = _freeze_engine()
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 10)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     started = time.perf_counter()
@@ -1127,14 +1211,12 @@ def main() -> None:
         tasks += [("quality", row, seed) for row in ROWS if not only or row in only for seed in range(seeds)]
     if not args.skip_negatives:
         tasks += [("negative", kind, seed) for kind in NEGATIVES if not only or kind in only for seed in range(seeds)]
-    # Import the engine before the workers fork: every case then runs the same version even if
-    # the files change on disk during the run (the digest says which version that was).
-    import detector.extractors.repetition  # noqa: F401
-    import detector.loopsearch  # noqa: F401
-    import detector.pipeline  # noqa: F401
+    import detector.extractors.repetition
+    import detector.loopsearch
+    import detector.pipeline
 
-    digest_start = engine_digest()
-    print(f"engine digest {digest_start}", file=sys.stderr)
+    print(f"engine digest {digest_start}, frozen copy in {snapshot.relative_to(ROOT)} "
+          f"(imported from {Path(detector.loopsearch.__file__).relative_to(ROOT)})", file=sys.stderr)
     records = run_tasks(tasks, args.jobs, args.fresh) if tasks else []
     quality = aggregate_quality(records)
     negatives = aggregate_negatives(records)
@@ -1153,7 +1235,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "numpy": np.__version__},
         "detector_version": getattr(detector, "__version__", None),
-        "engine_digest": {"start": digest_start, "end": digest_end, "files": list(ENGINE_FILES)},
+        "engine_digest": {"measured": digest_start, "working_tree_at_end": digest_end, "files": list(ENGINE_FILES),
+                          "frozen_copy": str(snapshot.relative_to(ROOT))},
         "seeds": seeds, "quick": args.quick,
         "requirements": {"recall": MIN_RECALL, "boundary_s": MAX_BOUNDARY_S, "period_pct": MAX_PERIOD_ERR_PCT,
                          "no_false_loop_share": MIN_NO_FALSE_LOOP, "search_10h_s": MAX_SEARCH_10H_S,
@@ -1168,8 +1251,8 @@ def main() -> None:
     print(f"# repetition benchmark ({'quick' if args.quick else 'full'}; {seeds} seeds per row; "
           f"{os.cpu_count()} CPUs; {total / 60:.1f} min; engine digest {digest_start})\n")
     if digest_end != digest_start:
-        print(f"**Warning:** the engine files changed during the run ({digest_start} -> {digest_end}): quality and "
-              f"false-alarm cases ran the version imported at the start; scale children report their own digest in the JSON.\n")
+        print(f"Note: the engine files changed on disk during the run ({digest_start} -> {digest_end}); every part "
+              f"of this run measured the frozen copy {digest_start} ({snapshot.relative_to(ROOT)}).\n")
     if quality:
         print("## 1. Quality per disguise\n")
         print(quality_table(quality))
@@ -1179,7 +1262,8 @@ def main() -> None:
               f"speed-1 loops (req <= {MAX_PERIOD_ERR_PCT:g} %); transform seen: share of found replays whose reported "
               f"transform names mirror/vflip/reversed/speed where that applies (informative); span precision: share of "
               f"reported loop airtime whose source shows the same content within {CONTENT_TOLERANCE_S:g} s "
-              f"(informative).")
+              f"(informative). Where `regional_loop` evidence (repetition confined to a region) adds found replays, "
+              f"the recall counting it too is shown in brackets; the requirement is judged on `loop` as specified.")
         for r in quality:
             if r["library"]:
                 print("\nshuffled playlist clip library (distinct clips reported / true): "
