@@ -7,6 +7,7 @@ never holds more than one of them, so long 720p clips stay cheap in memory.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import pathlib
 from fractions import Fraction
@@ -94,9 +95,7 @@ def write_clip(
     size = _frame_size(first)
     rate = _frame_rate(fps)
 
-    container = av.open(str(path), mode="w", format=fmt,
-                        options=_container_options(fmt, faststart))
-    try:
+    with _output(path, fmt, _container_options(fmt, faststart)) as container:
         video = _add_video_stream(container, codec, rate, size, fmt,
                                   bitrate_kbps=bitrate_kbps, crf=crf, gop_s=gop_s,
                                   bframes=bframes, preset=preset, vfr=pts_s is not None)
@@ -110,12 +109,6 @@ def write_clip(
             raise ValueError(f"{count} frames but {len(pts_s)} pts_s entries")
         if feeder is not None:
             feeder.finish()
-    except BaseException:
-        # A half-written clip must not be mistaken for a good one.
-        _close_quietly(container)
-        path.unlink(missing_ok=True)
-        raise
-    container.close()
     return path
 
 
@@ -142,6 +135,20 @@ def _encode_video(container, video, frames, times, size, feeder) -> int:
     return count
 
 
+@contextlib.contextmanager
+def _output(path: pathlib.Path, fmt: str, options: dict):
+    """An output container that is closed on success and deleted on any failure:
+    a half-written clip must not be mistaken for a good one."""
+    container = av.open(str(path), mode="w", format=fmt, options=options)
+    try:
+        yield container
+    except BaseException:
+        _close_quietly(container)
+        path.unlink(missing_ok=True)
+        raise
+    container.close()
+
+
 def _close_quietly(container) -> None:
     """Close a container that is already failing, keeping the first error."""
     try:
@@ -154,14 +161,8 @@ def write_audio_only(path, samples: np.ndarray, rate: int) -> pathlib.Path:
     """Write mono float ``samples`` in [-1, 1] as an AAC-only .m4a/.mp4 file."""
     path = pathlib.Path(path)
     fmt = _format_for_suffix(path)
-    container = av.open(str(path), mode="w", format=fmt)
-    try:
+    with _output(path, fmt, {}) as container:
         _AudioFeeder(container, fmt, samples, rate).finish()
-    except BaseException:
-        _close_quietly(container)
-        path.unlink(missing_ok=True)
-        raise
-    container.close()
     return path
 
 
