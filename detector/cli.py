@@ -66,6 +66,20 @@ def _resolve_model(config: ScanConfig):
         raise _fail(str(exc)) from None
 
 
+def _thresholds(pairs: Optional[list[str]], config_file: Optional[Path]) -> Optional[dict[str, float]]:
+    """`--threshold looped=0.8` pairs on top of the config file's `[thresholds]` table."""
+    if not pairs:
+        return None
+    thresholds = dict(load_config(config_file).label_thresholds)
+    for pair in pairs:
+        label, _, value = pair.partition("=")
+        try:
+            thresholds[label.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--threshold wants VERDICT=SCORE, e.g. looped=0.8; got {pair!r}") from None
+    return thresholds
+
+
 @app.callback()
 def _root() -> None:
     """Tell whether a live-stream room is really live: looped, pre-recorded or AI-driven footage."""
@@ -82,6 +96,7 @@ def scan(
     features: bool = typer.Option(False, "--features", help="Add the feature columns to each record."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Comma-separated verdicts that make the exit code 1. Default: looped,prerecorded,ai_driven."),
     min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="A verdict below this confidence does not fail the run."),
+    threshold: Optional[list[str]] = typer.Option(None, "--threshold", help="Per-verdict score threshold, e.g. looped=0.8 (repeatable): the verdict is given when its score reaches it (see README)."),
     exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when clips are flagged or unreadable (records still say so)."),
     debug: bool = typer.Option(False, "--debug", help="Log details and show tracebacks on stderr."),
 ) -> None:
@@ -96,6 +111,7 @@ def scan(
         config = load_config(
             config_file, model=model, sample_fps=sample_fps, triage=triage,
             fail_on=fail_on, min_confidence=min_confidence,
+            label_thresholds=_thresholds(threshold, config_file),
         )
     except ConfigError as exc:
         raise _fail(str(exc)) from None
@@ -154,6 +170,14 @@ class _progress:
     def __exit__(self, *exc_info) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+# The researcher's commands live in their own module.
+from detector.cli_learn import evaluate_command, features_command, train_command  # noqa: E402
+
+app.command("features")(features_command)
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
 
 
 def main() -> None:

@@ -84,6 +84,11 @@ class ScanConfig:
     fail_on: tuple[str, ...] = NON_LIVE_LABELS
     # Below this confidence a non-live verdict is reported but does not fail the run.
     min_confidence: float = 0.0
+    # Per-verdict score thresholds (TOML table `[thresholds]`, flag `--threshold looped=0.8`).
+    # A non-live verdict with a threshold is given when its score reaches it, even if `live`
+    # scores higher (lower it to miss fewer fakes), and only then (raise it to accuse fewer
+    # real rooms). Verdicts without a threshold win by having the highest score.
+    label_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     # -- extractors -----------------------------------------------------------------------
     # Registry names to run; empty means all registered extractors.
@@ -105,6 +110,11 @@ class ScanConfig:
             raise ConfigError(f"fail_on has unknown verdicts {sorted(unknown)}; known: {list(LABELS)}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ConfigError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        for label, threshold in self.label_thresholds.items():
+            if label not in NON_LIVE_LABELS:
+                raise ConfigError(f"threshold for unknown verdict {label!r}; known: {', '.join(NON_LIVE_LABELS)}")
+            if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+                raise ConfigError(f"threshold for {label} must be a number in [0, 1], got {threshold!r}")
 
 
     def settings_for(self, extractor: str, settings_class: type) -> Any:
@@ -169,7 +179,9 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ScanConfig:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         data = dict(data.get("scan", data))
-        tables = {k: data.pop(k) for k in list(data) if isinstance(data[k], dict)}
+        if isinstance(data.get("thresholds"), dict):
+            data["label_thresholds"] = data.pop("thresholds")
+        tables = {k: data.pop(k) for k in list(data) if isinstance(data[k], dict) and k != "label_thresholds"}
         if tables:
             from detector.extractors import REGISTRY
 

@@ -70,8 +70,12 @@ class LoadedModel:
         """Calibrated probability per label for one clip's feature columns."""
         import numpy as np
 
+        from threadpoolctl import threadpool_limits
+
         row = np.array([[_as_float(features.get(name)) for name in self.feature_names]], dtype=np.float64)
-        probabilities = self.pipeline.predict_proba(row)[0]
+        row[~np.isfinite(row)] = np.nan
+        with threadpool_limits(limits=1):    # one row: threads only cost (see training.single_threaded)
+            probabilities = self.pipeline.predict_proba(row)[0]
         classes = [str(c) for c in self.pipeline.classes_]
         scores = {label: 0.0 for label in self.labels}
         for label, p in zip(classes, probabilities):

@@ -10,10 +10,11 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.config import ScanConfig
+from detector.config import NON_LIVE_LABELS, ScanConfig
 from detector.model import LoadedModel
 from detector.pipeline import Extraction, extract
 from detector.source import SourceError, is_stream_location
@@ -151,9 +152,23 @@ def build_record(path: str, extraction: Extraction, config: ScanConfig, model: L
         if record.error is None:
             scores = model.predict_scores(features)
             record.scores = {k: round(v, 4) for k, v in scores.items()}
-            record.verdict = max(scores, key=scores.get)
+            record.verdict = decide_verdict(scores, config.label_thresholds)
             record.confidence = round(scores[record.verdict], 4)
     return record
+
+
+def decide_verdict(scores: dict[str, float], thresholds: Mapping[str, float]) -> str:
+    """The verdict for calibrated `scores` under per-verdict `thresholds` (see ScanConfig).
+    A non-live verdict qualifies by reaching its threshold or, without one, by scoring
+    highest; the best-scoring qualifier wins, and `live` when none qualifies."""
+    best = max(scores, key=scores.get)
+    qualifying = [
+        label for label in NON_LIVE_LABELS if label in scores
+        and (scores[label] >= thresholds[label] if label in thresholds else label == best)
+    ]
+    if qualifying:
+        return max(qualifying, key=scores.get)
+    return "live" if "live" in scores else best
 
 
 def scan_one(path: str, config: ScanConfig | None = None, model: LoadedModel | None = None) -> ScanRecord:
@@ -185,4 +200,4 @@ def is_flagged(record: ScanRecord, config: ScanConfig) -> bool:
     )
 
 
-__all__ = ["ScanRecord", "scan_one", "build_record", "is_flagged", "is_stream_location", "RECORD_KEYS"]
+__all__ = ["ScanRecord", "scan_one", "build_record", "decide_verdict", "is_flagged", "is_stream_location", "RECORD_KEYS"]

@@ -1,0 +1,182 @@
+"""`detector features | train | evaluate`: the researcher's commands (registered in cli.py).
+
+Data and tables go to files, summaries to stdout, progress and failures to stderr. Exit code
+2 for unusable data, tables or models, as everywhere in the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+EXIT_ERROR = 2
+
+DATA_HELP = ("A manifest CSV (path,label[,group][,variant]), a folder of label-named sub-folders, "
+             "or a features table written by `detector features`.")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+def _config(config_file: Optional[Path]):
+    from detector.config import ConfigError, load_config
+
+    try:
+        return load_config(config_file)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+class _RowProgress:
+    """A rich progress bar over clips on stderr when it is a terminal."""
+
+    def __init__(self, data) -> None:
+        self.data = data
+        self.progress = None
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            from detector.dataset import read_dataset
+
+            try:
+                total = len(read_dataset(self.data))
+            except Exception:
+                total = None
+            self.progress = Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                     console=Console(stderr=True), transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("features", total=total)
+        return self.advance
+
+    def advance(self, row) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _load(data: str, config, workers: int):
+    from detector.dataset import DatasetError
+    from detector.features_table import TableError, is_table_path, print_failures
+    from detector.learn import load_table
+
+    try:
+        if is_table_path(data):
+            table = load_table(data, config)
+        else:
+            with _RowProgress(data) as advance:
+                table = load_table(data, config, workers, on_row=advance)
+    except (DatasetError, TableError) as exc:
+        raise _fail(str(exc)) from None
+    print_failures(table)
+    return table
+
+
+def features_command(
+    data: str = typer.Argument(..., help=DATA_HELP),
+    output: Path = typer.Option(..., "--output", "-o", help="Table to write: .parquet (schema in its metadata) or .csv."),
+    workers: int = typer.Option(0, "--workers", "-j", help="Clips extracted in parallel (0: one per core)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file overriding the defaults."),
+) -> None:
+    """Extract one row of feature columns per labelled clip (cached by content hash and schema)."""
+    from detector.dataset import DatasetError
+    from detector.features_table import failed_rows, print_failures
+    from detector.learn import features
+
+    if output.suffix.lower() not in (".parquet", ".csv"):
+        raise _fail(f"output must end in .parquet or .csv, got {output.name}")
+    config = _config(config_file)
+    try:
+        with _RowProgress(data) as advance:
+            table = features(data, output, config, workers or _default_workers(), on_row=advance)
+    except DatasetError as exc:
+        raise _fail(str(exc)) from None
+    print_failures(table)
+    failed = len(failed_rows(table))
+    typer.echo(f"{len(table)} clip(s), {failed} failed, written to {output}")
+
+
+def train_command(
+    data: str = typer.Argument(..., help=DATA_HELP),
+    output: Path = typer.Option(..., "--output", "-o", help="Model path, e.g. models/mine (writes mine.skops and mine.card.json)."),
+    kind: str = typer.Option("hgb", "--kind", help="hgb (HistGradientBoosting) or linear (logistic regression baseline)."),
+    calibration: str = typer.Option("sigmoid", "--calibration", help="sigmoid or isotonic."),
+    folds: int = typer.Option(5, "--folds", help="Grouped folds for calibration and the card's metrics."),
+    seed: int = typer.Option(0, "--seed", help="random_state of every random step."),
+    workers: int = typer.Option(0, "--workers", "-j", help="Clips extracted in parallel when DATA is clips (0: one per core)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file overriding the defaults."),
+) -> None:
+    """Train a calibrated classifier and save it as .skops with its JSON card."""
+    from detector.learn import train
+    from detector.training import Recipe
+
+    try:
+        recipe = Recipe(kind=kind, calibration=calibration, n_splits=folds, random_state=seed)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    config = _config(config_file)
+    table = _load(data, config, workers or _default_workers())
+    try:
+        path = train(table, output, recipe, config)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    from detector.model import card_path
+
+    import json
+
+    card = json.loads(card_path(path).read_text(encoding="utf-8"))
+    metrics = card.get("metrics", {})
+    typer.echo(f"model written to {path} (card {card_path(path).name})")
+    if metrics:
+        recalls = ", ".join(f"{k} {v['recall']:.3f}" for k, v in metrics["per_class"].items())
+        typer.echo(f"grouped CV: macro-F1 {metrics['macro_f1']:.3f}; recall {recalls}")
+
+
+def evaluate_command(
+    data: str = typer.Argument(..., help=DATA_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Score this model on DATA as a held-out set. Without it: grouped cross-validation of the training recipe."),
+    report_dir: Path = typer.Option(Path("evaluation"), "--report-dir", "-o", help="Folder for metrics.json, mistakes.csv and PNG plots."),
+    group_by: str = typer.Option("group", "--hold-out-by", help="Cross-validation holds out whole values of this column: group (source recordings) or variant (generator recipes)."),
+    kind: str = typer.Option("hgb", "--kind", help="Recipe to cross-validate: hgb or linear."),
+    folds: int = typer.Option(5, "--folds", help="Grouped folds."),
+    seed: int = typer.Option(0, "--seed", help="random_state of every random step."),
+    importance: bool = typer.Option(True, "--importance/--no-importance", help="Permutation importance of each feature on held-out clips."),
+    workers: int = typer.Option(0, "--workers", "-j", help="Clips extracted in parallel when DATA is clips (0: one per core)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file overriding the defaults."),
+) -> None:
+    """Per-class precision, recall, F1, confusion, ROC-AUC, calibration and per-variant recall."""
+    from detector.evaluation import format_report, write_report
+    from detector.learn import evaluate
+    from detector.model import ModelError
+    from detector.training import Recipe
+
+    if group_by not in ("group", "variant"):
+        raise _fail(f"--hold-out-by must be group or variant, got {group_by}")
+    try:
+        recipe = Recipe(kind=kind, n_splits=folds, random_state=seed)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    config = _config(config_file)
+    table = _load(data, config, workers or _default_workers())
+    try:
+        report = evaluate(table, model, recipe, config, group_by=group_by, importance=importance)
+    except (ModelError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    written = write_report(report, report_dir)
+    typer.echo(format_report(report))
+    typer.echo(f"\nwritten: {', '.join(str(p) for p in written)}")
