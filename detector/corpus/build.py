@@ -53,14 +53,25 @@ def render_job(out: Path, job: Job) -> dict:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.stem + ".part.mp4")
     write_clip(partial, frames, spec.fps, bitrate_kbps=job.encoding.bitrate_kbps, gop_s=job.encoding.gop_s,
-               bframes=job.encoding.bframes)
+               bframes=job.encoding.bframes, preset=job.encoding.preset)
     os.replace(partial, target)
     params = {**rendered.truth, "seed": spec.seed, "width": spec.width, "height": spec.height, "fps": spec.fps,
               "bitrate_kbps": job.encoding.bitrate_kbps, "gop_s": job.encoding.gop_s,
-              "bframes": job.encoding.bframes, "noise_sigma": round(job.noise_sigma, 3),
+              "bframes": job.encoding.bframes, "preset": job.encoding.preset, "noise_sigma": round(job.noise_sigma, 3),
               "overlays": list(overlays.kinds)}
     return {"path": job.path, "label": spec.label, "group": rendered.group, "variant": spec.variant,
-            "duration_s": round(n / spec.fps, 4), "params": json.dumps(params, sort_keys=True)}
+            "duration_s": round(n / spec.fps, 4), "params": json.dumps(_rounded(params), sort_keys=True)}
+
+
+def _rounded(value):
+    """Floats to 4 decimals, recursively (the manifest stays readable)."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def read_manifest(path: Path) -> dict[str, dict]:

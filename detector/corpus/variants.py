@@ -449,6 +449,26 @@ recipe("prerecorded", "fades")(_edited("fade"))
 recipe("prerecorded", "cuts_and_fades")(_edited("mixed"))
 
 
+class _Cursor:
+    """Random access to a stream of frames at (almost) non-decreasing indices, holding only
+    the last few frames: a ten-minute take never sits in memory."""
+
+    def __init__(self, frames: Iterator[np.ndarray], keep: int = 3):
+        self.frames, self.keep = frames, keep
+        self.cache: dict[int, np.ndarray] = {}
+        self.next_index = 0
+
+    def get(self, index: int) -> np.ndarray:
+        while index >= self.next_index:
+            frame = next(self.frames, None)
+            if frame is None:                  # past the end: the last frame holds
+                return self.cache[self.next_index - 1]
+            self.cache[self.next_index] = frame
+            self.cache.pop(self.next_index - self.keep, None)
+            self.next_index += 1
+        return self.cache[index]
+
+
 @recipe("prerecorded", "jump_cuts")
 def pre_jump_cuts(spec: Spec, rng: np.random.Generator) -> Rendered:
     """One fixed-camera take with 2-5 stretches cut out: the view stays, the content jumps."""
@@ -456,7 +476,8 @@ def pre_jump_cuts(spec: Spec, rng: np.random.Generator) -> Rendered:
     n_cuts = int(rng.integers(2, 6))
     removed = [float(rng.uniform(0.6, 3.0)) for _ in range(n_cuts)]
     n_out = _n(spec)
-    record = list(_take(kind, spec, spec.duration_s + sum(removed), spec.seed, rng, shake=0.0))
+    n_record = _n(spec, spec.duration_s + sum(removed))
+    record = _Cursor(_take(kind, spec, spec.duration_s + sum(removed), spec.seed, rng, shake=0.0))
     # One cut per equal stretch of the clip, away from its edges: cuts at least ~1 s apart.
     edges = np.linspace(1.5 * spec.fps, n_out - 1.5 * spec.fps, n_cuts + 1)
     cut_frames = [int(rng.uniform(a + 0.15 * (b - a), b - 0.15 * (b - a))) for a, b in zip(edges, edges[1:])]
@@ -466,8 +487,8 @@ def pre_jump_cuts(spec: Spec, rng: np.random.Generator) -> Rendered:
         src += c - prev + round(gap * spec.fps)
         prev = c
     keep.extend(range(src, src + n_out - prev))
-    keep = [min(i, len(record) - 1) for i in keep[:n_out]]
-    return Rendered((record[i] for i in keep), _group(kind, spec.seed),
+    keep = [min(i, n_record - 1) for i in keep[:n_out]]
+    return Rendered((record.get(i) for i in keep), _group(kind, spec.seed),
                     {"source": kind, "cuts_s": [round(c / spec.fps, 4) for c in cut_frames],
                      "removed_s": [round(g, 3) for g in removed]})
 
@@ -494,17 +515,18 @@ def pre_fps_converted(spec: Spec, rng: np.random.Generator) -> Rendered:
     src_fps = float(rng.choice(choices))
     method = str(rng.choice(["repeat", "blend"]))
     src_spec = dataclasses.replace(spec, fps=src_fps)
-    src = list(_take(kind, src_spec, spec.duration_s + 0.5, spec.seed, rng))
+    n_src = _n(src_spec, spec.duration_s + 0.5)
+    src = _Cursor(_take(kind, src_spec, spec.duration_s + 0.5, spec.seed, rng))
     n_out = _n(spec)
 
     def frames():
         for k in range(n_out):
             pos = k * src_fps / spec.fps
-            i = min(int(pos), len(src) - 1)
-            if method == "blend" and i + 1 < len(src) and pos - i > 1e-6:
-                yield crossfade(src[i], src[i + 1], pos - i)
+            i = min(int(pos), n_src - 1)
+            if method == "blend" and i + 1 < n_src and pos - i > 1e-6:
+                yield crossfade(src.get(i), src.get(i + 1), pos - i)
             else:
-                yield src[min(int(round(pos)) if method == "repeat" else i, len(src) - 1)]
+                yield src.get(min(int(round(pos)) if method == "repeat" else i, n_src - 1))
     return Rendered(frames(), _group(kind, spec.seed), {"source": kind, "source_fps": src_fps, "method": method})
 
 
