@@ -27,7 +27,7 @@ BITRATE_KBPS = 700                     # a low streaming bitrate keeps the repo 
 # (file stem, label, variant, portrait, fps, duration_s, seed): clear examples of each class.
 CORPUS_SAMPLES = (
     ("live_presenter", "live", "presenter", True, 25.0, 18.0, 501),
-    ("live_turntable", "live", "turntable", True, 30.0, 16.0, 502),
+    ("live_room", "live", "room", True, 30.0, 16.0, 502),
     ("looped_mirror", "looped", "mirror", True, 25.0, 20.0, 503),
     ("looped_playlist", "looped", "playlist", False, 30.0, 18.0, 504),
     ("prerecorded_fades", "prerecorded", "cuts_and_fades", True, 25.0, 18.0, 505),

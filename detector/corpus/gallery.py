@@ -3,7 +3,8 @@
 Each PNG is a strip of three frames (at 20 %, 50 % and 80 % of the clip) of the first clip
 of that variant in a corpus manifest, captioned with class, variant and times.
 
-    python -m detector.corpus.gallery CORPUS_DIR docs/classes
+    python -m detector.corpus.gallery CORPUS_DIR docs/classes   # from an existing corpus
+    python -m detector.corpus.gallery --make WORK_DIR docs/classes  # one 12 s clip per variant
 """
 
 from __future__ import annotations
@@ -66,6 +67,27 @@ def write_gallery(corpus: Path, out: Path) -> list[Path]:
     return written
 
 
+def gallery_jobs(seed: int = 0):
+    """One 12 s clip of every variant (portrait 360x640, 25 fps)."""
+    from detector.corpus.plan import LABELS, Encoding, Job
+    from detector.corpus.variants import RECIPES, Spec
+
+    jobs = []
+    for label in LABELS:
+        for k, variant in enumerate(RECIPES[label]):
+            spec = Spec(label, variant, 360, 640, 25.0, 12.0, 9000 + seed * 100 + k)
+            jobs.append(Job(f"{label}/{variant}.mp4", spec, Encoding(500, 2.0, 2), 1.0, spec.seed))
+    return jobs
+
+
 if __name__ == "__main__":
-    for path in write_gallery(Path(sys.argv[1]), Path(sys.argv[2])):
+    args = sys.argv[1:]
+    if args and args[0] == "--make":
+        from detector.corpus.build import build
+
+        report = build(Path(args[1]), gallery_jobs())
+        if report.failed:
+            raise SystemExit(f"failed: {report.failed}")
+        args = args[1:]
+    for path in write_gallery(Path(args[0]), Path(args[1])):
         print(path)

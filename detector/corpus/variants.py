@@ -68,9 +68,13 @@ def _shake(rng) -> float:
     return 0.0 if rng.random() < 0.5 else float(rng.uniform(0.5, 3.0))
 
 
+#: Group of every clip built mainly from package footage: the film variant edits all of the
+#: recordings together, so one group keeps any of them from crossing folds.
+FOOTAGE_GROUP = "pkg-footage"
+
+
 def _group(kind: str, seed: int) -> str:
-    # Real footage is one recording whatever the clip does with it.
-    return f"pkg-{kind}" if kind in sources.FOOTAGE_KINDS else f"{kind}-{seed}"
+    return FOOTAGE_GROUP if kind in sources.FOOTAGE_KINDS else f"{kind}-{seed}"
 
 
 def _take(kind, spec: Spec, duration_s, seed, rng, shake=None, **kw) -> Iterator[np.ndarray]:
@@ -574,7 +578,7 @@ def pre_film(spec: Spec, rng: np.random.Generator) -> Rendered:
     fades = [float(rng.uniform(0.4, 1.0)) if rng.random() < 0.3 else 0.0 for _ in shots[1:]]
     frames, truth = _edit(spec, rng, shots, fades)
     truth.update(source="film")
-    return Rendered(_padded(frames, _n(spec)), "pkg-film", truth, duration_s=_n(spec) / spec.fps)
+    return Rendered(_padded(frames, _n(spec)), FOOTAGE_GROUP, truth, duration_s=_n(spec) / spec.fps)
 
 
 # -- ai_driven --------------------------------------------------------------------------------
