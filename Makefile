@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-slow bench clean
+.PHONY: setup run test test-slow bench corpus corpus-quick corpus-long samples clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,20 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -m slow
+
+# The labelled corpus (ignored by git): 100 clips per class for the default model, a quick
+# one for CI, and the separate 10-minute set for benchmarks. Resumable: re-run to continue.
+corpus: setup
+	$(VENV)/bin/detector samples make corpus/default --per-class 100 --seed 0
+
+corpus-quick: setup
+	$(VENV)/bin/detector samples make corpus/quick --quick --seed 0
+
+corpus-long: setup
+	$(VENV)/bin/detector samples make corpus/long --long --seed 0
+
+samples: setup
+	$(PY) samples/make_samples.py samples/
 
 bench: setup
 	$(PY) bench/bench_scan.py

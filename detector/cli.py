@@ -140,6 +140,11 @@ def scan(
     raise typer.Exit(EXIT_FLAGGED if flagged else EXIT_OK)
 
 
+from detector.cli_samples import samples_app  # noqa: E402  (typer only; the corpus loads lazily)
+
+app.add_typer(samples_app, name="samples")
+
+
 class _progress:
     """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
 
