@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-slow bench corpus corpus-quick corpus-long samples clean
+.PHONY: setup run test test-slow bench model corpus corpus-quick corpus-long samples clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,12 @@ corpus-quick: setup
 
 corpus-long: setup
 	$(VENV)/bin/detector samples make corpus/long --long --seed 0
+
+# The default model: the corpus above, its features (cached: a re-run extracts only what is
+# new), then training with a fixed seed. Same corpus, same code: same model card metrics.
+model: corpus
+	$(VENV)/bin/detector features corpus/default/manifest.csv -o corpus/default/features.parquet
+	$(VENV)/bin/detector train corpus/default/features.parquet -o models/default --seed 0
 
 samples: setup
 	$(PY) samples/make_samples.py samples/

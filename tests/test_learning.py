@@ -197,3 +197,13 @@ def test_thresholds_from_config_and_flags(tmp_path, model_path, manifest):
     assert record["verdict"] != "live"       # every fake verdict qualifies at 0: the best one wins
     bad = run_cli("scan", clip, "--model", str(model_path), "--threshold", "looped=high")
     assert bad.returncode == 2 and "VERDICT=SCORE" in bad.stderr
+
+
+def test_the_notebook_and_its_paired_script_agree():
+    import jupytext
+
+    folder = Path(__file__).resolve().parent.parent / "notebooks"
+    notebook = jupytext.read(folder / "retrain.ipynb")
+    script = jupytext.read(folder / "retrain.py")
+    assert [(c.cell_type, c.source) for c in notebook.cells] == [(c.cell_type, c.source) for c in script.cells], \
+        "retrain.ipynb and retrain.py differ: run `jupytext --sync notebooks/retrain.py`"
