@@ -11,9 +11,11 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from detector.config import ScanConfig
+from detector.extractors import FeatureExtractor, build_extractors
 from detector.model import LoadedModel
 from detector.pipeline import Extraction, extract
 from detector.source import SourceError, is_stream_location
@@ -156,12 +158,19 @@ def build_record(path: str, extraction: Extraction, config: ScanConfig, model: L
     return record
 
 
-def scan_one(path: str, config: ScanConfig | None = None, model: LoadedModel | None = None) -> ScanRecord:
-    """Scan one file or URL; never raises for a bad input (the record carries the error)."""
+def scan_one(path: str, config: ScanConfig | None = None, model: LoadedModel | None = None,
+             extra_extractors: Sequence[FeatureExtractor] = ()) -> ScanRecord:
+    """Scan one file or URL; never raises for a bad input (the record carries the error).
+
+    `extra_extractors` ride along in the same decode pass after the configured ones (the
+    report's thumbnail collector); their columns, if any, join the features."""
     config = config or ScanConfig()
     started = time.perf_counter()
     try:
-        extraction = extract(path, config)
+        extractors = None
+        if extra_extractors:
+            extractors = [*build_extractors(config.extractors, config), *extra_extractors]
+        extraction = extract(path, config, extractors)
         record = build_record(path, extraction, config, model)
     except SourceError as exc:
         record = ScanRecord(path=path, error=str(exc), model=model.name if model else None)
