@@ -120,8 +120,11 @@ class _Worker:
         self.started = 0.0
 
     def assign(self, job: ClipJob) -> None:
-        self.conn.send((job.index, job.location))
         self.job, self.started = job, time.monotonic()
+        try:
+            self.conn.send((job.index, job.location))
+        except OSError:   # it died just now: the liveness check records this clip's error
+            pass
 
     def stop(self, grace_s: float = 2.0) -> None:
         try:
@@ -185,8 +188,11 @@ class ProcessEngine:
         slots = [_Worker(self._context, task) for _ in range(min(self.workers, len(pending)))]
         try:
             while pending or any(w.job for w in slots):
-                for w in slots:
+                for i, w in enumerate(slots):
                     if w.job is None and pending:
+                        if not w.process.is_alive():     # died between clips: replace it
+                            w.kill()
+                            slots[i] = w = _Worker(self._context, task)
                         w.assign(pending.popleft())
                 busy = [w for w in slots if w.job is not None]
                 wait([w.conn for w in busy] + [w.process.sentinel for w in busy], self._wait_s(busy))
