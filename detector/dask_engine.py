@@ -31,6 +31,11 @@ class DaskEngine:
     def _client(self):
         from distributed import Client, LocalCluster
 
+        if not log.isEnabledFor(logging.DEBUG):
+            # Dask chats at INFO on stderr (scheduler start, every worker joining); a batch's
+            # stderr is for its progress and problems.
+            for name in ("distributed", "dask"):
+                logging.getLogger(name).setLevel(logging.ERROR)
         if self.scheduler:
             return Client(self.scheduler), None
         # One thread per worker process: a clip's scan already uses its cores (decoding
