@@ -52,6 +52,8 @@ class ClipTask:
     with_visuals: bool = False
     # Threads OpenCV may use in a worker (None: OpenCV's default, one per core).
     cv_threads: int | None = None
+    # The command's log level, for worker processes (which start with logging unconfigured).
+    log_level: int = logging.WARNING
 
     @property
     def model_name(self) -> str | None:
@@ -93,7 +95,8 @@ def task_for_workers(config: ScanConfig, model: LoadedModel | None, workers: int
     threads = max(1, default_workers() // max(1, workers))
     if workers > 1 and config.decode_threads == 0:
         config = dataclasses.replace(config, decode_threads=threads)
-    return ClipTask(config, model, with_visuals, cv_threads=threads if workers > 1 else None)
+    return ClipTask(config, model, with_visuals, cv_threads=threads if workers > 1 else None,
+                    log_level=logging.getLogger("detector").getEffectiveLevel())
 
 
 # -- engines ------------------------------------------------------------------------------
@@ -147,6 +150,7 @@ def _worker_main(conn, task: ClipTask) -> None:
     """A worker's loop: scan each clip it is sent and send back the outcome."""
     # Ctrl-C goes to the whole process group; the parent decides what to do about it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=task.log_level, format="%(levelname)s %(name)s: %(message)s")
     if task.cv_threads:
         import cv2
 
