@@ -60,6 +60,10 @@ class ClipTask:
         return self.model.name if self.model is not None else None
 
     def __call__(self, location: str) -> ClipOutcome:
+        if self.cv_threads:           # here, not at worker start: Dask workers run this too
+            import cv2
+
+            cv2.setNumThreads(self.cv_threads)
         if not self.with_visuals:
             return ClipOutcome(scan_one(location, self.config, self.model))
         from detector.visuals import ThumbnailCollector, select_visuals
@@ -146,15 +150,20 @@ class _Worker:
         self.conn.close()
 
 
+_READY = "ready"
+
+
 def _worker_main(conn, task: ClipTask) -> None:
     """A worker's loop: scan each clip it is sent and send back the outcome."""
     # Ctrl-C goes to the whole process group; the parent decides what to do about it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=task.log_level, format="%(levelname)s %(name)s: %(message)s")
-    if task.cv_threads:
-        import cv2
+    import detector.pipeline  # noqa: F401  (the heavy imports, before saying ready)
 
-        cv2.setNumThreads(task.cv_threads)
+    try:
+        conn.send(_READY)
+    except OSError:
+        return
     while True:
         try:
             message = conn.recv()
@@ -167,7 +176,10 @@ def _worker_main(conn, task: ClipTask) -> None:
             outcome = task(location)
         except BaseException as exc:  # scan_one records errors; this is a bug in the task itself
             outcome = task.failed(location, f"internal error in worker: {type(exc).__name__}: {exc}")
-        conn.send(outcome)
+        try:
+            conn.send(outcome)
+        except OSError:                 # the parent is gone (killed): nobody to tell
+            return
 
 
 class ProcessEngine:
@@ -206,12 +218,15 @@ class ProcessEngine:
                     job, elapsed = w.job, time.monotonic() - w.started
                     if w.conn.poll():
                         try:
-                            outcome = w.conn.recv()
+                            message = w.conn.recv()
                         except (EOFError, OSError):   # died: the sentinel check below says how
                             pass
                         else:
+                            if message == _READY:     # a clip's time starts when its worker is up
+                                w.started = time.monotonic()
+                                continue
                             w.job = None
-                            yield job, outcome
+                            yield job, message
                             continue
                     if not w.process.is_alive():
                         w.process.join()

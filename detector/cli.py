@@ -279,7 +279,7 @@ class _progress:
             self._progress = Progress(
                 TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn(),
-                console=Console(stderr=True), transient=True,
+                console=Console(stderr=True), transient=True, refresh_per_second=2,
             )
             self._progress.start()
             self._task = self._progress.add_task("scan", total=self.total, completed=self.done, failed=0)
