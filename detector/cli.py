@@ -133,7 +133,7 @@ def scan(
     records: dict[int, ScanRecord] = {}
     visuals: dict[int, object] = {}
     jobs: list[ClipJob] = []
-    known_now: list[tuple[int, ScanRecord]] = []     # resumed, or failed before opening
+    known_now: list[tuple[int, ScanRecord]] = []     # failed before opening (missing, no videos)
     for index, item in enumerate(items):
         if item.location in recorded:
             records[index] = record_from_dict(recorded[item.location])
