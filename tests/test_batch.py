@@ -202,3 +202,15 @@ def test_summaries_count_verdicts_flags_and_failures(tmp_path, clips):
     run_cli(*args, "--summary", str(summary_csv))
     rows = {(r["section"], r["name"]): r["count"] for r in csv.DictReader(summary_csv.open())}
     assert rows[("total", "failed")] == "1" and rows[("verdict", "error")] == "1" and rows[("flag", "static")] == "1"
+
+
+def test_timed_task_gives_a_timeout_record_where_the_worker_cannot_be_killed(silent_server):
+    """The Dask engine's time limit: the clip's outcome comes back on time."""
+    from detector.batch import TimedTask
+
+    config = ScanConfig(open_timeout_s=60, read_timeout_s=60)
+    hung = f"http://127.0.0.1:{silent_server}/room.m3u8"
+    outcome = TimedTask(ClipTask(config), timeout_s=1.5)(hung)
+    assert outcome.record.path == hung
+    assert outcome.record.error == "timed out after 1.5 s (the scan was abandoned)"
+    assert outcome.record.elapsed_s >= 1.5

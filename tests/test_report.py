@@ -138,3 +138,37 @@ def test_resumed_clips_keep_their_thumbnails(tmp_path, batch_folder):
     assert html.count('<section class="card"') == 2
     assert "scanned without --report" not in html
     assert html.count("data:image/jpeg;base64,") > 10
+
+
+def test_thumbnail_strip_stays_bounded_and_covers_a_long_clip():
+    """One pass over a 20-minute clip keeps at most the capped counts, spread over all of it."""
+    import numpy as np
+
+    from detector.scan import ScanRecord
+    from detector.types import Frame
+    from detector.visuals import ThumbnailCollector, VisualSettings, select_visuals
+
+    settings = VisualSettings()
+    collector = ThumbnailCollector(settings=settings)
+    collector.reset(None)
+    rng = np.random.default_rng(0)
+    duration = 1200.0
+    for i, t in enumerate(np.arange(0.0, duration, 0.5)):
+        collector.update(Frame(index=i, t_s=float(t), gray=rng.integers(0, 255, (18, 32), dtype=np.uint8)))
+    thumbs, descriptors = collector.thumbs.times, collector.descriptors.times
+    assert settings.max_thumbs // 2 <= len(thumbs) <= settings.max_thumbs
+    assert len(descriptors) <= settings.max_sim
+    assert thumbs[0] == 0.0 and thumbs[-1] > duration - 2 * collector.thumbs.interval_s
+    assert max(np.diff(thumbs)) <= collector.thumbs.interval_s + 1e-9          # evenly spread
+
+    loop = {"start_s": 600.0, "end_s": 700.0, "source_start_s": 100.0, "source_end_s": 200.0,
+            "similarity": 0.9, "transform": "none"}
+    record = ScanRecord(path="long.mp4", duration_s=duration, loops=[loop], cuts_s=[300.0])
+    visuals = select_visuals(collector, record)
+    (span,) = visuals.spans
+    assert len(span["pairs"]) == settings.span_count
+    for replayed_t, source_t in span["pairs"]:       # the nearest kept thumbnails, in the spans
+        assert 600.0 - 10 <= replayed_t <= 700.0 + 10 and 100.0 - 10 <= source_t <= 200.0 + 10
+        assert replayed_t - source_t == pytest.approx(500.0, abs=10)
+    assert len(visuals.cuts) == 1 and visuals.selfsim_png.startswith(b"\x89PNG")
+    assert len(visuals.thumbs) <= settings.overview_count + 2 * settings.span_count + 2
