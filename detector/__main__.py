@@ -1,3 +1,6 @@
 from detector.cli import main
 
-main()
+# Guarded: worker processes started with "spawn" (the batch pool, Dask) import this module
+# as __mp_main__ and must not run the command line again.
+if __name__ == "__main__":
+    main()

@@ -12,9 +12,11 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from detector.config import NON_LIVE_LABELS, ScanConfig
+from detector.extractors import FeatureExtractor, build_extractors
 from detector.model import LoadedModel
 from detector.pipeline import Extraction, extract
 from detector.source import SourceError, is_stream_location
@@ -171,12 +173,19 @@ def decide_verdict(scores: dict[str, float], thresholds: Mapping[str, float]) ->
     return "live" if "live" in scores else best
 
 
-def scan_one(path: str, config: ScanConfig | None = None, model: LoadedModel | None = None) -> ScanRecord:
-    """Scan one file or URL; never raises for a bad input (the record carries the error)."""
+def scan_one(path: str, config: ScanConfig | None = None, model: LoadedModel | None = None,
+             extra_extractors: Sequence[FeatureExtractor] = ()) -> ScanRecord:
+    """Scan one file or URL; never raises for a bad input (the record carries the error).
+
+    `extra_extractors` ride along in the same decode pass after the configured ones (the
+    report's thumbnail collector); their columns, if any, join the features."""
     config = config or ScanConfig()
     started = time.perf_counter()
     try:
-        extraction = extract(path, config)
+        extractors = None
+        if extra_extractors:
+            extractors = [*build_extractors(config.extractors, config), *extra_extractors]
+        extraction = extract(path, config, extractors)
         record = build_record(path, extraction, config, model)
     except SourceError as exc:
         record = ScanRecord(path=path, error=str(exc), model=model.name if model else None)

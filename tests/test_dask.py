@@ -1,0 +1,55 @@
+"""`detector scan --engine dask`: the same records as the local engine, from a local Dask
+cluster, through the real command line (and the results file resumes the same way)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from helpers import prior_model
+
+from detector.synth.scenes import looped_scene, moving_scene, static_scene
+from detector.synth.writer import write_clip
+
+pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("dask")
+    frames, _ = looped_scene(192, 144, 15, 12.0, seed=5, period_s=4.0)
+    write_clip(folder / "looped.mp4", frames, 15)
+    write_clip(folder / "moving.mp4", moving_scene(192, 144, 15, 4.0, seed=6), 15)
+    write_clip(folder / "still.mp4", static_scene(192, 144, 15, 6.0, seed=7), 15)
+    (folder / "broken.mp4").write_bytes(b"\x00" * 100)
+    return folder
+
+
+def _without_elapsed(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records]
+
+
+def test_dask_local_cluster_gives_the_local_engine_records(tmp_path, folder):
+    model = prior_model(tmp_path, {"live": 2, "looped": 1})
+    common = ("scan", "-f", "jsonl", "--features", "--model", str(model), "--workers", "2", str(folder))
+    local = run_cli(*common)
+    out = tmp_path / "dask.jsonl"
+    dask = run_cli(*common, "--engine", "dask", "--output", str(out), timeout_s=300)
+    assert dask.returncode == local.returncode == 2, dask.stderr     # broken.mp4
+    assert len(local.jsonl()) == 4
+    assert _without_elapsed(dask.jsonl()) == _without_elapsed(local.jsonl())
+    assert sorted(json.loads(line)["path"] for line in out.read_text().splitlines()) == sorted(
+        r["path"] for r in local.jsonl())
+
+    # Resuming a Dask batch reads the same file: nothing is scanned again.
+    again = run_cli(*common, "--engine", "dask", "--output", str(out), "--resume", timeout_s=300)
+    assert "4 of 4 input(s) already recorded" in again.stderr
+    assert len(out.read_text().splitlines()) == 4
+    assert _without_elapsed(again.jsonl()) == _without_elapsed(local.jsonl())
+
+
+def test_scheduler_address_needs_the_dask_engine(folder):
+    result = run_cli("scan", "--model", "none", "--scheduler", "tcp://127.0.0.1:1", str(folder))
+    assert result.returncode == 2 and "--engine dask" in result.stderr
