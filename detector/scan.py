@@ -10,9 +10,8 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from collections.abc import Sequence
 from typing import Any
 
 from detector.config import NON_LIVE_LABELS, ScanConfig
