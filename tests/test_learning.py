@@ -22,6 +22,9 @@ from detector.pipeline import feature_columns, feature_schema
 from detector.scan import decide_verdict
 from learning_media import GROUPS_PER_CLASS, make_labelled_set
 
+# The module builds its clips and features once; on a busy machine that alone can take minutes.
+pytestmark = pytest.mark.timeout(1200)
+
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory) -> Path:
