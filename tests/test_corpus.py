@@ -52,6 +52,7 @@ CASES = [
     Case("looped", "boomerang", 105),
     Case("looped", "playlist", 106, 12.0),
     Case("looped", "late_start", 107, 12.0),
+    Case("looped", "picture_in_picture", 111),
     Case("prerecorded", "hard_cuts", 108),
     Case("prerecorded", "jump_cuts", 109),
     Case("ai_driven", "recycled_presenter", 110, 12.0),
@@ -114,7 +115,7 @@ def _source_index(replay: dict, k: int, n_src: int) -> int:
     return idx[min(k, len(idx) - 1)]
 
 
-LOOP_CASES = [c for c in CASES if c.label == "looped"]
+LOOP_CASES = [c for c in CASES if c.label == "looped" and c.variant != "picture_in_picture"]
 
 
 @pytest.mark.parametrize("case", LOOP_CASES, ids=[c.variant for c in LOOP_CASES])
@@ -154,6 +155,20 @@ def test_replays_are_real_repeats_not_lookalikes(corpus):
                   and not any(abs(j - round((r["start_s"]) * FPS) - k) <= 12 for r in row["params"]["replays"])]
         ratios.append(same / min(others))
     assert max(ratios) < 0.6, ratios
+
+
+def test_picture_in_picture_repeats_inside_the_window_only(corpus):
+    frames, row = _row(corpus, Case("looped", "picture_in_picture", 111))
+    params = row["params"]
+    x, y, w, h = params["region"]
+    h_px, w_px = frames.shape[1:]
+    window = np.zeros((h_px, w_px), bool)
+    window[int(y * h_px) + 2:int((y + h) * h_px) - 2, int(x * w_px) + 2:int((x + w) * w_px) - 2] = True
+    replay = params["replays"][0]
+    s0, start = round(replay["src_start_s"] * FPS), round(replay["start_s"] * FPS)
+    inside = [_mad(frames[start + k], frames[s0 + k], window & MASK) for k in range(2, 40, 6)]
+    outside = [_mad(frames[start + k], frames[s0 + k], ~window & MASK) for k in range(2, 40, 6)]
+    assert np.mean(inside) < 0.4 * np.mean(outside), (inside, outside)
 
 
 def test_a_live_clip_never_repeats(corpus):
