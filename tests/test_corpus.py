@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -256,6 +256,10 @@ def test_build_resumes_and_rewrites_only_missing_clips(tmp_path):
     rows = read_manifest(tmp_path / MANIFEST)
     assert list(rows) == [j.path for j in jobs]
     assert not list(tmp_path.rglob("*.part.mp4"))
+    # Another seed at the same paths is another clip: nothing is wrongly skipped.
+    other = [Job(j.path, replace(j.spec, seed=j.spec.seed + 1), j.encoding, j.noise_sigma, j.overlay_draw)
+             for j in jobs]
+    assert sorted(build(tmp_path, other, n_jobs=1).written) == sorted(j.path for j in jobs)
 
 
 def test_samples_make_cli_writes_clips_and_a_manifest(tmp_path):

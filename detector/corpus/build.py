@@ -74,6 +74,15 @@ def _rounded(value):
     return value
 
 
+def _complete(out: Path, row: dict, job: Job) -> bool:
+    """The clip is on disk and its row describes this job (not one of another seed or set)."""
+    try:
+        seed = json.loads(row.get("params") or "{}").get("seed")
+    except ValueError:
+        return False
+    return (out / job.path).is_file() and row.get("variant") == job.spec.variant and seed == job.spec.seed
+
+
 def read_manifest(path: Path) -> dict[str, dict]:
     """Rows of a manifest by path ({} when there is none)."""
     if not path.is_file():
@@ -100,7 +109,8 @@ def build(out: Path, jobs: Sequence[Job], n_jobs: int | None = None,
     manifest = out / MANIFEST
     existing = read_manifest(manifest)
     planned = {job.path for job in jobs}
-    rows = {p: r for p, r in existing.items() if p in planned and (out / p).is_file()}
+    by_path = {job.path: job for job in jobs}
+    rows = {p: r for p, r in existing.items() if p in planned and _complete(out, r, by_path[p])}
     # Rows of clips that are not in this plan (another --per-class, another set) are kept.
     foreign = [r for p, r in existing.items() if p not in planned]
     report = BuildReport(skipped=[j.path for j in jobs if j.path in rows])
