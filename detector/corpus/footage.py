@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def _decoded(name: str) -> tuple[np.ndarray, float]:
 
 
 def footage_frames(name: str, width: int, height: int, fps: float,
-                   zoom: float = 1.0, centre: tuple[float, float] = (0.5, 0.5)) -> list[np.ndarray]:
+                   zoom: float = 1.0, centre: tuple[float, float] = (0.5, 0.5)) -> Iterator[np.ndarray]:
     """Footage `name` retimed to `fps` (nearest frame) and framed in width x height.
 
     When the shapes are close, the footage is cropped to fill the frame; landscape footage in
@@ -82,14 +83,13 @@ def footage_frames(name: str, width: int, height: int, fps: float,
     n_src, src_h, src_w = frames.shape[:3]
     n_out = int(n_src / src_fps * fps)
     letterbox = (width / height) / (src_w / src_h) < 0.6
-    out = []
+    # Lazily: a list of 250 frames at 720x1280 would hold 690 MB.
     for k in range(n_out):
         src = frames[min(n_src - 1, int(k * src_fps / fps))]
         if letterbox:
-            out.append(_fit_over_blur(src, width, height, zoom, centre))
+            yield _fit_over_blur(src, width, height, zoom, centre)
         else:
-            out.append(_cover(src, width, height, zoom, centre))
-    return out
+            yield _cover(src, width, height, zoom, centre)
 
 
 def _cover(src: np.ndarray, width: int, height: int, zoom: float, centre) -> np.ndarray:
