@@ -32,6 +32,8 @@ def make(
     seed: int = typer.Option(0, "--seed", "-s", help="Seed: the same seed always makes the same corpus."),
     quick: bool = typer.Option(False, "--quick", help="Short 10-13 s clips at 360x640 (CI; a few per class)."),
     long: bool = typer.Option(False, "--long", help="The separate set of 10-12 minute clips (benchmarks)."),
+    audio: bool = typer.Option(False, "--audio", help="Add soundtracks (room tone, voice, music) that loop, cut "
+                               "and fade with the picture. The pictures are the same as without."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Clips rendered in parallel. Default: CPU count."),
     debug: bool = typer.Option(False, "--debug", help="Log details on stderr."),
 ) -> None:
@@ -49,7 +51,7 @@ def make(
 
     corpus_set = QUICK if quick else LONG if long else DEFAULT
     n = per_class or DEFAULT_PER_CLASS[corpus_set.name]
-    jobs_list = plan(n, seed, corpus_set)
+    jobs_list = plan(n, seed, corpus_set, audio=audio)
     with _Progress(len(jobs_list)) as on_done:
         report = build(out, jobs_list, n_jobs=jobs, on_done=on_done)
     typer.echo(f"{len(report.written)} clip(s) written, {len(report.skipped)} already there, "

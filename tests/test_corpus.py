@@ -276,3 +276,50 @@ def test_samples_make_cli_writes_clips_and_a_manifest(tmp_path):
         assert json.loads(row["params"])["seed"] > 0
     again = run_cli("samples", "make", str(out), "--quick", "--per-class", "1", "--jobs", "1")
     assert again.returncode == 0 and "0 clip(s) written, 4 already there" in again.stderr
+
+
+def _decode_audio(path: Path) -> tuple[np.ndarray, int]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        chunks = [f.to_ndarray().reshape(-1) for f in container.decode(stream)]
+        return np.concatenate(chunks).astype(np.float32), stream.rate
+
+
+def _similarity(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+@pytest.fixture(scope="module")
+def audio_corpus(tmp_path_factory) -> tuple[Path, dict[str, dict]]:
+    cases = [Case("looped", "whole_loop", 301, 9.0), Case("live", "room", 302, 8.0)]
+    jobs = [replace(_job(c), audio=True) for c in cases]
+    out = tmp_path_factory.mktemp("audio")
+    report = build(out, jobs, n_jobs=1)
+    assert not report.failed, report.failed
+    return out, read_manifest(out / MANIFEST)
+
+
+def test_audio_loops_with_the_picture(audio_corpus):
+    out, rows = audio_corpus
+    path = Case("looped", "whole_loop", 301, 9.0).path
+    audio, rate = _decode_audio(out / path)
+    params = json.loads(rows[path]["params"])
+    assert params["audio"]["replays"] == "as video"
+    replay = params["replays"][0]
+    # AAC delays and smears a little: search the best alignment within +-50 ms.
+    s0, start, length = (round(replay["src_start_s"] * rate), round(replay["start_s"] * rate), rate)
+    best = max(_similarity(audio[s0 + 2000:s0 + 2000 + length], audio[start + 2000 + d:start + 2000 + d + length])
+               for d in range(-800, 801, 8))
+    assert best > 0.8, best
+
+
+def test_live_audio_never_repeats(audio_corpus):
+    out, _ = audio_corpus
+    audio, rate = _decode_audio(out / Case("live", "room", 302, 8.0).path)
+    window = rate // 2
+    ref = audio[rate:rate + window]
+    best = max(_similarity(ref, audio[k:k + window]) for k in range(2 * rate, len(audio) - window, 40))
+    assert best < 0.5, best
