@@ -55,6 +55,7 @@ CASES = [
     Case("looped", "picture_in_picture", 111),
     Case("prerecorded", "hard_cuts", 108),
     Case("prerecorded", "jump_cuts", 109),
+    Case("prerecorded", "fades", 112),
     Case("ai_driven", "recycled_presenter", 110, 12.0),
 ]
 
@@ -207,6 +208,22 @@ def test_jump_cuts_are_where_the_manifest_puts_them(corpus):
     for cut in cuts:
         around = np.concatenate([diffs[max(1, cut - 12):cut - 1], diffs[cut + 2:cut + 12]])
         assert diffs[cut] > 2.0 * np.median(around), (cut, diffs[cut], np.median(around))
+
+
+def test_dissolves_are_where_the_manifest_puts_them(corpus):
+    frames, row = _row(corpus, Case("prerecorded", "fades", 112))
+    fades = [(round(a * FPS), round(b * FPS)) for a, b in row["params"]["fades"]]
+    assert fades, "the edit must have dissolves"
+    diffs = _cut_strength(frames)
+    for a, b in fades:
+        if b - a < 6:
+            continue
+        change = _mad(frames[a - 1], frames[b + 1])
+        # Shot to shot the picture changes a lot, but gradually: no single step is a cut...
+        assert diffs[a:b + 1].max() < 0.5 * change, (a, b, diffs[a:b + 1].max(), change)
+        # ...and halfway through, the frame is between the two shots.
+        mid = frames[(a + b) // 2]
+        assert _mad(mid, frames[a - 1]) < 0.85 * change and _mad(mid, frames[b + 1]) < 0.85 * change
 
 
 def test_recycled_presenter_repeats_everything_but_the_mouth(corpus):
