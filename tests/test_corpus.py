@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from detector.corpus.build import MANIFEST, build, read_manifest
 from detector.corpus.plan import LABELS, QUICK, Encoding, Job, plan, variants
 from detector.corpus.variants import RECIPES, Spec
