@@ -340,3 +340,19 @@ def test_live_audio_never_repeats(audio_corpus):
     ref = audio[rate:rate + window]
     best = max(_similarity(ref, audio[k:k + window]) for k in range(2 * rate, len(audio) - window, 40))
     assert best < 0.5, best
+
+
+def test_shipped_samples_match_their_manifest():
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    rows = read_manifest(samples / MANIFEST)
+    per_label = {label: 0 for label in LABELS}
+    total = 0
+    for path, row in rows.items():
+        clip = samples / path
+        assert clip.is_file(), path
+        per_label[row["label"]] += 1
+        total += clip.stat().st_size
+        json.loads(row["params"])
+    assert min(per_label.values()) >= 2, per_label
+    assert total < 15 * 1024 * 1024
+    assert {p.name for p in samples.glob("*.mp4")} == set(rows)
