@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -27,12 +26,14 @@ DEFAULT_PER_CLASS = {"default": 100, "quick": 3, "long": 2}
 @samples_app.command("make")
 def make(
     out: Path = typer.Argument(..., help="Folder for the clips (one sub-folder per class) and manifest.csv."),
-    per_class: Optional[int] = typer.Option(None, "--per-class", "-n", min=1,
+    per_class: int | None = typer.Option(None, "--per-class", "-n", min=1,
                                             help="Clips per class. Default: 100 (3 with --quick, 2 with --long)."),
     seed: int = typer.Option(0, "--seed", "-s", help="Seed: the same seed always makes the same corpus."),
     quick: bool = typer.Option(False, "--quick", help="Short 10-13 s clips at 360x640 (CI; a few per class)."),
     long: bool = typer.Option(False, "--long", help="The separate set of 10-12 minute clips (benchmarks)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Clips rendered in parallel. Default: CPU count."),
+    audio: bool = typer.Option(False, "--audio", help="Add soundtracks (room tone, voice, music) that loop, cut "
+                               "and fade with the picture. The pictures are the same as without."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", min=1, help="Clips rendered in parallel. Default: CPU count."),
     debug: bool = typer.Option(False, "--debug", help="Log details on stderr."),
 ) -> None:
     """Write H.264 clips and manifest.csv (path,label,group,variant,duration_s,params).
@@ -49,7 +50,7 @@ def make(
 
     corpus_set = QUICK if quick else LONG if long else DEFAULT
     n = per_class or DEFAULT_PER_CLASS[corpus_set.name]
-    jobs_list = plan(n, seed, corpus_set)
+    jobs_list = plan(n, seed, corpus_set, audio=audio)
     with _Progress(len(jobs_list)) as on_done:
         report = build(out, jobs_list, n_jobs=jobs, on_done=on_done)
     typer.echo(f"{len(report.written)} clip(s) written, {len(report.skipped)} already there, "
@@ -68,8 +69,14 @@ class _Progress:
 
     def __enter__(self):
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         console = Console(stderr=True)
         self.progress = Progress(TextColumn("making clips"), BarColumn(), MofNCompleteColumn(),

@@ -14,13 +14,13 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from detector.corpus.build import MANIFEST, build, read_manifest
 from detector.corpus.plan import LABELS, QUICK, Encoding, Job, plan, variants
 from detector.corpus.variants import RECIPES, Spec
@@ -52,8 +52,10 @@ CASES = [
     Case("looped", "boomerang", 105),
     Case("looped", "playlist", 106, 12.0),
     Case("looped", "late_start", 107, 12.0),
+    Case("looped", "picture_in_picture", 111),
     Case("prerecorded", "hard_cuts", 108),
     Case("prerecorded", "jump_cuts", 109),
+    Case("prerecorded", "fades", 112),
     Case("ai_driven", "recycled_presenter", 110, 12.0),
 ]
 
@@ -114,7 +116,7 @@ def _source_index(replay: dict, k: int, n_src: int) -> int:
     return idx[min(k, len(idx) - 1)]
 
 
-LOOP_CASES = [c for c in CASES if c.label == "looped"]
+LOOP_CASES = [c for c in CASES if c.label == "looped" and c.variant != "picture_in_picture"]
 
 
 @pytest.mark.parametrize("case", LOOP_CASES, ids=[c.variant for c in LOOP_CASES])
@@ -156,6 +158,20 @@ def test_replays_are_real_repeats_not_lookalikes(corpus):
     assert max(ratios) < 0.6, ratios
 
 
+def test_picture_in_picture_repeats_inside_the_window_only(corpus):
+    frames, row = _row(corpus, Case("looped", "picture_in_picture", 111))
+    params = row["params"]
+    x, y, w, h = params["region"]
+    h_px, w_px = frames.shape[1:]
+    window = np.zeros((h_px, w_px), bool)
+    window[int(y * h_px) + 2:int((y + h) * h_px) - 2, int(x * w_px) + 2:int((x + w) * w_px) - 2] = True
+    replay = params["replays"][0]
+    s0, start = round(replay["src_start_s"] * FPS), round(replay["start_s"] * FPS)
+    inside = [_mad(frames[start + k], frames[s0 + k], window & MASK) for k in range(2, 40, 6)]
+    outside = [_mad(frames[start + k], frames[s0 + k], ~window & MASK) for k in range(2, 40, 6)]
+    assert np.mean(inside) < 0.4 * np.mean(outside), (inside, outside)
+
+
 def test_a_live_clip_never_repeats(corpus):
     frames, _ = _row(corpus, Case("live", "room", 101))
     # The noise floor: a replayed frame against its source in a looped clip.
@@ -192,6 +208,22 @@ def test_jump_cuts_are_where_the_manifest_puts_them(corpus):
     for cut in cuts:
         around = np.concatenate([diffs[max(1, cut - 12):cut - 1], diffs[cut + 2:cut + 12]])
         assert diffs[cut] > 2.0 * np.median(around), (cut, diffs[cut], np.median(around))
+
+
+def test_dissolves_are_where_the_manifest_puts_them(corpus):
+    frames, row = _row(corpus, Case("prerecorded", "fades", 112))
+    fades = [(round(a * FPS), round(b * FPS)) for a, b in row["params"]["fades"]]
+    assert fades, "the edit must have dissolves"
+    diffs = _cut_strength(frames)
+    for a, b in fades:
+        if b - a < 6:
+            continue
+        change = _mad(frames[a - 1], frames[b + 1])
+        # Shot to shot the picture changes a lot, but gradually: no single step is a cut...
+        assert diffs[a:b + 1].max() < 0.5 * change, (a, b, diffs[a:b + 1].max(), change)
+        # ...and halfway through, the frame is between the two shots.
+        mid = frames[(a + b) // 2]
+        assert _mad(mid, frames[a - 1]) < 0.85 * change and _mad(mid, frames[b + 1]) < 0.85 * change
 
 
 def test_recycled_presenter_repeats_everything_but_the_mouth(corpus):
@@ -241,6 +273,10 @@ def test_build_resumes_and_rewrites_only_missing_clips(tmp_path):
     rows = read_manifest(tmp_path / MANIFEST)
     assert list(rows) == [j.path for j in jobs]
     assert not list(tmp_path.rglob("*.part.mp4"))
+    # Another seed at the same paths is another clip: nothing is wrongly skipped.
+    other = [Job(j.path, replace(j.spec, seed=j.spec.seed + 1), j.encoding, j.noise_sigma, j.overlay_draw)
+             for j in jobs]
+    assert sorted(build(tmp_path, other, n_jobs=1).written) == sorted(j.path for j in jobs)
 
 
 def test_samples_make_cli_writes_clips_and_a_manifest(tmp_path):
@@ -257,3 +293,66 @@ def test_samples_make_cli_writes_clips_and_a_manifest(tmp_path):
         assert json.loads(row["params"])["seed"] > 0
     again = run_cli("samples", "make", str(out), "--quick", "--per-class", "1", "--jobs", "1")
     assert again.returncode == 0 and "0 clip(s) written, 4 already there" in again.stderr
+
+
+def _decode_audio(path: Path) -> tuple[np.ndarray, int]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        chunks = [f.to_ndarray().reshape(-1) for f in container.decode(stream)]
+        return np.concatenate(chunks).astype(np.float32), stream.rate
+
+
+def _similarity(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+@pytest.fixture(scope="module")
+def audio_corpus(tmp_path_factory) -> tuple[Path, dict[str, dict]]:
+    cases = [Case("looped", "whole_loop", 301, 9.0), Case("live", "room", 302, 8.0)]
+    jobs = [replace(_job(c), audio=True) for c in cases]
+    out = tmp_path_factory.mktemp("audio")
+    report = build(out, jobs, n_jobs=1)
+    assert not report.failed, report.failed
+    return out, read_manifest(out / MANIFEST)
+
+
+def test_audio_loops_with_the_picture(audio_corpus):
+    out, rows = audio_corpus
+    path = Case("looped", "whole_loop", 301, 9.0).path
+    audio, rate = _decode_audio(out / path)
+    params = json.loads(rows[path]["params"])
+    assert params["audio"]["replays"] == "as video"
+    replay = params["replays"][0]
+    # AAC delays and smears a little: search the best alignment within +-50 ms.
+    s0, start, length = (round(replay["src_start_s"] * rate), round(replay["start_s"] * rate), rate)
+    best = max(_similarity(audio[s0 + 2000:s0 + 2000 + length], audio[start + 2000 + d:start + 2000 + d + length])
+               for d in range(-800, 801, 8))
+    assert best > 0.8, best
+
+
+def test_live_audio_never_repeats(audio_corpus):
+    out, _ = audio_corpus
+    audio, rate = _decode_audio(out / Case("live", "room", 302, 8.0).path)
+    window = rate // 2
+    ref = audio[rate:rate + window]
+    best = max(_similarity(ref, audio[k:k + window]) for k in range(2 * rate, len(audio) - window, 40))
+    assert best < 0.5, best
+
+
+def test_shipped_samples_match_their_manifest():
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    rows = read_manifest(samples / MANIFEST)
+    per_label = {label: 0 for label in LABELS}
+    total = 0
+    for path, row in rows.items():
+        clip = samples / path
+        assert clip.is_file(), path
+        per_label[row["label"]] += 1
+        total += clip.stat().st_size
+        json.loads(row["params"])
+    assert min(per_label.values()) >= 2, per_label
+    assert total < 15 * 1024 * 1024
+    assert {p.name for p in samples.glob("*.mp4")} == set(rows)

@@ -52,13 +52,21 @@ def render_job(out: Path, job: Job) -> dict:
     target = out / job.path
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.stem + ".part.mp4")
+    audio, audio_info, audio_rate = None, None, 16000
+    if job.audio:
+        from detector.corpus.audio import RATE, soundtrack
+
+        audio, audio_info = soundtrack(spec.label, rendered.truth, n / spec.fps, spec.seed)
+        audio_rate = RATE
     write_clip(partial, frames, spec.fps, bitrate_kbps=job.encoding.bitrate_kbps, gop_s=job.encoding.gop_s,
-               bframes=job.encoding.bframes, preset=job.encoding.preset)
+               bframes=job.encoding.bframes, preset=job.encoding.preset, audio=audio, audio_rate=audio_rate)
     os.replace(partial, target)
     params = {**rendered.truth, "seed": spec.seed, "width": spec.width, "height": spec.height, "fps": spec.fps,
               "bitrate_kbps": job.encoding.bitrate_kbps, "gop_s": job.encoding.gop_s,
               "bframes": job.encoding.bframes, "preset": job.encoding.preset, "noise_sigma": round(job.noise_sigma, 3),
               "overlays": list(overlays.kinds)}
+    if audio_info is not None:
+        params["audio"] = audio_info
     return {"path": job.path, "label": spec.label, "group": rendered.group, "variant": spec.variant,
             "duration_s": round(n / spec.fps, 4), "params": json.dumps(_rounded(params), sort_keys=True)}
 
@@ -72,6 +80,17 @@ def _rounded(value):
     if isinstance(value, (list, tuple)):
         return [_rounded(v) for v in value]
     return value
+
+
+def _complete(out: Path, row: dict, job: Job) -> bool:
+    """The clip is on disk and its row describes this job (not one of another seed or set)."""
+    try:
+        seed = json.loads(row.get("params") or "{}").get("seed")
+    except ValueError:
+        return False
+    has_audio = '"audio": {' in (row.get("params") or "")
+    return ((out / job.path).is_file() and row.get("variant") == job.spec.variant and seed == job.spec.seed
+            and has_audio == job.audio)
 
 
 def read_manifest(path: Path) -> dict[str, dict]:
@@ -100,7 +119,8 @@ def build(out: Path, jobs: Sequence[Job], n_jobs: int | None = None,
     manifest = out / MANIFEST
     existing = read_manifest(manifest)
     planned = {job.path for job in jobs}
-    rows = {p: r for p, r in existing.items() if p in planned and (out / p).is_file()}
+    by_path = {job.path: job for job in jobs}
+    rows = {p: r for p, r in existing.items() if p in planned and _complete(out, r, by_path[p])}
     # Rows of clips that are not in this plan (another --per-class, another set) are kept.
     foreign = [r for p, r in existing.items() if p not in planned]
     report = BuildReport(skipped=[j.path for j in jobs if j.path in rows])

@@ -1,10 +1,10 @@
-"""Pictures of what each class looks like: one PNG per class and variant, for the docs.
+"""Pictures of what each class looks like, for the docs: one PNG per class.
 
-Each PNG is a strip of three frames (at 20 %, 50 % and 80 % of the clip) of the first clip
-of that variant in a corpus manifest, captioned with class, variant and times.
+Each PNG is a sheet with one frame (the middle one) of the first clip of every variant of
+that class in a corpus manifest, captioned with the variant.
 
-    python -m detector.corpus.gallery CORPUS_DIR docs/classes   # from an existing corpus
-    python -m detector.corpus.gallery --make WORK_DIR docs/classes  # one 12 s clip per variant
+    python -m detector.corpus.gallery CORPUS_DIR docs/classes           # from an existing corpus
+    python -m detector.corpus.gallery --make WORK_DIR docs/classes      # one 12 s clip per variant
 """
 
 from __future__ import annotations
@@ -14,56 +14,61 @@ from pathlib import Path
 
 import numpy as np
 
+THUMB_LONG_SIDE = 256
+COLUMNS = 5
 
-def frames_at(path: Path, times_s: list[float], height: int = 320) -> list[np.ndarray]:
-    """BGR frames nearest to `times_s` (decoded in one pass), scaled to `height`."""
+
+def frame_at(path: Path, t_s: float) -> np.ndarray:
+    """The BGR frame shown at `t_s`, with its long side scaled to THUMB_LONG_SIDE."""
     import av
     import cv2
 
-    wanted = sorted(times_s)
-    out: list[np.ndarray] = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        picked = None
         for frame in container.decode(stream):
-            if not wanted:
+            picked = frame
+            if float(frame.pts * stream.time_base) + 1e-6 >= t_s:
                 break
-            t_s = float(frame.pts * stream.time_base)
-            if t_s + 1e-6 >= wanted[0]:
-                bgr = frame.to_ndarray(format="bgr24")
-                scale = height / bgr.shape[0]
-                out.append(cv2.resize(bgr, (int(bgr.shape[1] * scale) // 2 * 2, height), interpolation=cv2.INTER_AREA))
-                wanted.pop(0)
+    bgr = picked.to_ndarray(format="bgr24")
+    scale = THUMB_LONG_SIDE / max(bgr.shape[:2])
+    return cv2.resize(bgr, (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+
+
+def sheet(thumbs: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """Thumbnails with captions in a grid of COLUMNS cells (each cell fits either orientation)."""
+    import cv2
+
+    cell, caption = THUMB_LONG_SIDE + 8, 22
+    rows = (len(thumbs) + COLUMNS - 1) // COLUMNS
+    out = np.full((rows * (cell + caption), min(COLUMNS, len(thumbs)) * cell, 3), 255, np.uint8)
+    for k, (name, thumb) in enumerate(thumbs):
+        y, x = (k // COLUMNS) * (cell + caption), (k % COLUMNS) * cell
+        cv2.putText(out, name, (x + 4, y + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        h, w = thumb.shape[:2]
+        oy, ox = y + caption + (cell - h) // 2, x + (cell - w) // 2
+        out[oy:oy + h, ox:ox + w] = thumb
     return out
 
 
-def strip(path: Path, duration_s: float, caption: str) -> np.ndarray:
+def write_gallery(corpus: Path, out: Path) -> list[Path]:
+    """One PNG per class found in `corpus`/manifest.csv; returns the files."""
     import cv2
 
-    times = [0.2 * duration_s, 0.5 * duration_s, 0.8 * duration_s]
-    frames = frames_at(path, times)
-    gap = np.full((frames[0].shape[0], 6, 3), 255, np.uint8)
-    row = np.concatenate([x for f in frames for x in (f, gap)][:-1], axis=1)
-    band = np.full((28, row.shape[1], 3), 255, np.uint8)
-    text = f"{caption}  (t = {', '.join(f'{t:.1f}' for t in times)} s)"
-    cv2.putText(band, text, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([band, row], axis=0)
-
-
-def write_gallery(corpus: Path, out: Path) -> list[Path]:
-    """One PNG per (class, variant) found in `corpus`/manifest.csv; returns the files."""
     from detector.corpus.build import MANIFEST, read_manifest
-    from detector.synth.writer import write_image
 
     out.mkdir(parents=True, exist_ok=True)
-    seen: set[tuple[str, str]] = set()
-    written = []
+    by_label: dict[str, dict[str, np.ndarray]] = {}
     for row in read_manifest(Path(corpus) / MANIFEST).values():
-        key = (row["label"], row["variant"])
-        if key in seen:
-            continue
-        seen.add(key)
-        image = strip(Path(corpus) / row["path"], float(row["duration_s"]), f"{row['label']} / {row['variant']}")
-        written.append(write_image(out / f"{row['label']}-{row['variant']}.png", image))
+        variants = by_label.setdefault(row["label"], {})
+        if row["variant"] not in variants:
+            variants[row["variant"]] = frame_at(Path(corpus) / row["path"], 0.5 * float(row["duration_s"]))
+    written = []
+    for label, variants in by_label.items():
+        path = out / f"{label}.png"
+        ok, data = cv2.imencode(".png", sheet(list(variants.items())), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        path.write_bytes(data.tobytes())
+        written.append(path)
     return written
 
 

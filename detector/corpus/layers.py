@@ -46,7 +46,7 @@ class Camera:
     zoom: float
 
     @classmethod
-    def make(cls, rng: np.random.Generator, n: int, fps: float, shake_px: float, drift: float) -> "Camera":
+    def make(cls, rng: np.random.Generator, n: int, fps: float, shake_px: float, drift: float) -> Camera:
         zeros = np.zeros(n)
         if shake_px > 0:
             dx, dy = smooth_walk(rng, n, fps, shake_px, 0.6), smooth_walk(rng, n, fps, shake_px, 0.6)
@@ -96,7 +96,7 @@ class Overlays:
     seed: int
 
     @classmethod
-    def draw(cls, rng: np.random.Generator) -> "Overlays":
+    def draw(cls, rng: np.random.Generator) -> Overlays:
         # Most rooms show comments; a few show nothing at all.
         if rng.random() < 0.1:
             return cls((), 0)

@@ -8,6 +8,7 @@ ones before them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,13 +51,15 @@ class Job:
     encoding: Encoding
     noise_sigma: float         # extra sensor noise over everything (fresh on every frame)
     overlay_draw: int          # seed of the live-room overlays chosen for this clip
+    audio: bool = False        # add a soundtrack that follows the clip's truth (corpus.audio)
 
 
 def variants(label: str, corpus_set: CorpusSet) -> list[str]:
     return [v for v in RECIPES[label] if v not in corpus_set.excluded]
 
 
-def plan(per_class: int, seed: int, corpus_set: CorpusSet = DEFAULT) -> list[Job]:
+def plan(per_class: int, seed: int, corpus_set: CorpusSet = DEFAULT, audio: bool = False) -> list[Job]:
+    """The jobs of a corpus. `audio` adds soundtracks without changing any picture."""
     jobs = []
     for label_index, label in enumerate(LABELS):
         names = variants(label, corpus_set)
@@ -68,7 +71,8 @@ def plan(per_class: int, seed: int, corpus_set: CorpusSet = DEFAULT) -> list[Job
                 order = [names[i] for i in perm]
             variant = order[k % len(names)]
             rng = np.random.default_rng([seed, label_index, k])
-            jobs.append(_job(label, variant, k, rng, corpus_set))
+            job = _job(label, variant, k, rng, corpus_set)
+            jobs.append(dataclasses.replace(job, audio=True) if audio else job)
     return jobs
 
 

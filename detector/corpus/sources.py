@@ -69,5 +69,5 @@ def _content(kind, width, height, fps, duration_s, seed, zoom, centre) -> Iterat
 
         if duration_s > _FOOTAGE_S[kind] + 1e-6:
             raise ValueError(f"{kind} footage lasts only {_FOOTAGE_S[kind]} s, asked for {duration_s}")
-        return iter(footage_frames(kind, width, height, fps, zoom=zoom, centre=centre))
+        return footage_frames(kind, width, height, fps, zoom=zoom, centre=centre)
     raise ValueError(f"unknown source kind {kind!r}")

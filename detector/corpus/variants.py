@@ -400,7 +400,7 @@ def _edit(spec: Spec, rng, shots: list[tuple[str, float, int]], fades: list[floa
     return frames(), {"cuts_s": cuts, "fades": dissolves, "shots": [s[0] for s in shots]}
 
 
-def _shots(spec: Spec, rng, kinds=EDIT_KINDS, weights=EDIT_WEIGHTS, min_s=2.5, max_s=8.0):
+def _shots(spec: Spec, rng, kinds=EDIT_KINDS, weights=EDIT_WEIGHTS, min_s=2.5, max_s=8.0, min_shots=2):
     """Shots (kind, duration_s, seed) filling the clip; consecutive shots differ in kind."""
     shots, remaining, last = [], spec.duration_s, None
     weights = np.asarray(weights, float)
@@ -409,7 +409,9 @@ def _shots(spec: Spec, rng, kinds=EDIT_KINDS, weights=EDIT_WEIGHTS, min_s=2.5, m
         kind = str(rng.choice(kinds, p=allowed / allowed.sum()))
         dur = min(float(rng.uniform(min_s, max_s)), sources.max_duration_s(kind) - 0.2)
         if remaining - dur < min_s:
-            dur = remaining
+            # An edit has at least `min_shots` shots (only clips shorter than max_s + min_s
+            # can end on their first shot: quick and test clips).
+            dur = remaining if len(shots) + 1 >= min_shots else remaining / 2
         if dur > sources.max_duration_s(kind) - 0.2:
             kind = "room" if last != "room" else "presenter"
         shots.append((kind, dur, spec.seed * 10 + len(shots)))
@@ -538,7 +540,7 @@ def pre_fps_converted(spec: Spec, rng: np.random.Generator) -> Rendered:
 def pre_reencoded(spec: Spec, rng: np.random.Generator) -> Rendered:
     """A recording that went through a smaller resolution and a lossy codec, with an edit."""
     shots = _shots(spec, rng, kinds=("presenter", "room", "gesture", "bikes"), weights=(0.4, 0.4, 0.15, 0.05),
-                   min_s=5.0, max_s=15.0)
+                   min_s=5.0, max_s=15.0, min_shots=1)
     frames, truth = _edit(spec, rng, shots, [0.0] * len(shots))
     rescale, quality = float(rng.uniform(0.3, 0.65)), int(rng.integers(12, 45))
     truth.update(source="edit", rescale=rescale, jpeg_quality=quality)

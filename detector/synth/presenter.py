@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -71,26 +71,13 @@ class States:
     def __len__(self) -> int:
         return len(self.blink)
 
-    def take(self, index: np.ndarray) -> "States":
-        pick = lambda a: None if a is None else a[index]   # noqa: E731
+    def take(self, index: np.ndarray) -> States:
+        pick = lambda a: None if a is None else a[index]
         return replace(self, head_dx=self.head_dx[index], head_dy=self.head_dy[index],
                        head_scale=self.head_scale[index], head_roll_deg=self.head_roll_deg[index],
                        head_yaw_deg=self.head_yaw_deg[index], head_pitch_deg=self.head_pitch_deg[index],
                        cam_dx=self.cam_dx[index], cam_dy=self.cam_dy[index], blink=self.blink[index],
                        mouth=self.mouth[index], pasted_mouth=pick(self.pasted_mouth))
-
-    def concat(self, other: "States") -> "States":
-        def cat(a, b, n_a, n_b):
-            if a is None and b is None:
-                return None
-            a = np.full(n_a, np.nan) if a is None else a
-            b = np.full(n_b, np.nan) if b is None else b
-            return np.concatenate([a, b])
-        n_a, n_b = len(self), len(other)
-        fields = ("head_dx", "head_dy", "head_scale", "head_roll_deg", "head_yaw_deg", "head_pitch_deg",
-                  "cam_dx", "cam_dy", "blink", "mouth")
-        return replace(self, **{f: np.concatenate([getattr(self, f), getattr(other, f)]) for f in fields},
-                       pasted_mouth=cat(self.pasted_mouth, other.pasted_mouth, n_a, n_b))
 
 
 # -- state generators ------------------------------------------------------------------------
