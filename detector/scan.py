@@ -10,8 +10,8 @@ import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from detector.config import ScanConfig
