@@ -32,14 +32,18 @@ def _without_elapsed(records: list[dict]) -> list[dict]:
 
 
 def test_dask_local_cluster_gives_the_local_engine_records(tmp_path, folder):
-    model = prior_model(tmp_path, {"live": 2, "looped": 1})
+    model = prior_model(tmp_path, {"looped": 2, "live": 1})    # every clip flagged: a card each
     common = ("scan", "-f", "jsonl", "--features", "--model", str(model), "--workers", "2", str(folder))
     local = run_cli(*common)
-    out = tmp_path / "dask.jsonl"
-    dask = run_cli(*common, "--engine", "dask", "--output", str(out), timeout_s=300)
+    out, report = tmp_path / "dask.jsonl", tmp_path / "report.html"
+    dask = run_cli(*common, "--engine", "dask", "--output", str(out), "--report", str(report), timeout_s=300)
     assert dask.returncode == local.returncode == 2, dask.stderr     # broken.mp4
     assert len(local.jsonl()) == 4
     assert _without_elapsed(dask.jsonl()) == _without_elapsed(local.jsonl())
+    # The report's thumbnails travel back from the cluster with the records.
+    html = report.read_text(encoding="utf-8")
+    assert html.count('<section class="card"') == 3                  # every readable clip
+    assert 'class="span"' in html and html.count("data:image/jpeg;base64,") > 10
     assert sorted(json.loads(line)["path"] for line in out.read_text().splitlines()) == sorted(
         r["path"] for r in local.jsonl())
 
