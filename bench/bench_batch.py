@@ -109,11 +109,13 @@ def run(paths: list[Path], workers: int, engine: str = "local", report: bool = F
         if report:
             command += ["--report", str(Path(tmp) / "report.html")]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
+        cpu_before = _children_cpu_s()
         started = time.perf_counter()
         proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         memory = _TreeMemory(proc.pid)
         _, stderr = proc.communicate()
         wall = time.perf_counter() - started
+        cpu = _children_cpu_s() - cpu_before      # the command and every worker it waited for
         peaks = memory.stop()
         if proc.returncode != 0:
             raise SystemExit(f"scan failed ({proc.returncode}): {stderr.decode()[-2000:]}")
@@ -123,7 +125,17 @@ def run(paths: list[Path], workers: int, engine: str = "local", report: bool = F
     scan_s = sum(r["elapsed_s"] for r in records)
     return {"engine": engine, "workers": workers, "report": report, "clips": len(records), "errors": errors,
             "clip_s": round(clip_s, 1), "wall_s": round(wall, 2), "sum_clip_scan_s": round(scan_s, 2),
-            "clip_s_per_wall_s": round(clip_s / wall, 2), "peak_rss_mib": {k: round(v) for k, v in peaks.items()}}
+            "clip_s_per_wall_s": round(clip_s / wall, 2), "cpu_s": round(cpu, 1),
+            "clip_s_per_cpu_s": round(clip_s / cpu, 2), "peak_rss_mib": {k: round(v) for k, v in peaks.items()}}
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU of waited-for descendants: unlike wall time, it hardly depends on
+    how busy the rest of the machine is."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -170,12 +182,16 @@ def main() -> None:
         "dask_wall_over_pool_long": ratio("long local x2", "long dask x2"),
         "report_wall_over_plain_long": ratio("long local x2", "long local x2 +report"),
     }
+    if "short local x2" in results and "short dask x2" in results:
+        summary["dask_cpu_over_pool_short"] = round(results["short dask x2"]["cpu_s"] / results["short local x2"]["cpu_s"], 2)
+    if "long local x2" in results and "long local x2 +report" in results:
+        summary["report_cpu_over_plain_long"] = round(results["long local x2 +report"]["cpu_s"] / results["long local x2"]["cpu_s"], 2)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench_batch.json").write_text(json.dumps({"args": vars(args), "runs": results, "summary": summary}, indent=2))
     print()
-    print(f"{'run':<28} {'clips':>5} {'clip-s':>8} {'wall s':>8} {'clip-s/wall-s':>14}  peak RSS MiB")
+    print(f"{'run':<28} {'clips':>5} {'clip-s':>8} {'wall s':>8} {'clip-s/wall-s':>14} {'CPU s':>7} {'clip-s/CPU-s':>13}  peak RSS MiB")
     for key, r in results.items():
-        print(f"{key:<28} {r['clips']:>5} {r['clip_s']:>8} {r['wall_s']:>8} {r['clip_s_per_wall_s']:>14}  {r['peak_rss_mib']}")
+        print(f"{key:<28} {r['clips']:>5} {r['clip_s']:>8} {r['wall_s']:>8} {r['clip_s_per_wall_s']:>14} {r['cpu_s']:>7} {r['clip_s_per_cpu_s']:>13}  {r['peak_rss_mib']}")
     print(json.dumps(summary, indent=2))
 
 

@@ -1,10 +1,12 @@
 """`detector scan --engine dask`: the same per-clip task on a Dask distributed cluster.
 
 Without a scheduler address a local cluster of worker processes is started (no setup).
-The task, with the model, is sent to every worker once; each clip is one Dask task with
-retries, so a worker that is lost mid-clip (a node gone, the OOM killer) costs a retry on
-another worker, not the batch. Results come back to this process, which appends them to the
-results file as they complete: resuming works exactly as with the local engine.
+The task, with the model, enters the graph once; each clip is one Dask task (with retries
+for errors), so a worker that is lost mid-clip (a node gone, the OOM killer) costs a rerun
+on another or a restarted worker, not the batch (the scheduler's allowed-failures, 3 by
+default, bounds reruns of a clip that keeps killing workers). Results come back to this
+process, which appends them to the results file as they complete: resuming works exactly
+as with the local engine.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ log = logging.getLogger(__name__)
 
 def _run_clip(task, location: str) -> ClipOutcome:
     return task(location)
+
+
+def _the_task(task):
+    return task
 
 
 class DaskEngine:
@@ -53,8 +59,11 @@ class DaskEngine:
         work = TimedTask(task, self.timeout_s) if self.timeout_s else task
         client, cluster = self._client()
         try:
-            shared = client.scatter(work, broadcast=True)
             batch = uuid.uuid4().hex[:8]
+            # The task (with the model) goes into the graph once, as a task of its own rather
+            # than scattered data: a worker holding it may be lost, and the scheduler can
+            # recompute a task but not scattered data (every clip would be cancelled).
+            shared = client.submit(_the_task, work, key=f"detector-task-{batch}")
             futures = {
                 client.submit(_run_clip, shared, job.location, key=f"detector-scan-{batch}-{job.index}",
                               retries=self.retries, pure=False): job
@@ -64,9 +73,9 @@ class DaskEngine:
                 job = futures[future]
                 try:
                     outcome = future.result()
-                except Exception as exc:  # retries exhausted: the cluster says why
+                except Exception as exc:  # retries or allowed failures exhausted: the cluster says why
                     message = " ".join(f"{type(exc).__name__}: {exc}".split())
-                    outcome = task.failed(job.location, f"cluster task failed after {self.retries} retries: {message}")
+                    outcome = task.failed(job.location, f"cluster task failed: {message}")
                 future.release()
                 yield job, outcome
         finally:

@@ -109,6 +109,7 @@ def _card(index: int, record: ScanRecord, visuals, config: ScanConfig) -> dict[s
             "transform": span.get("transform", "none"), "similarity": span.get("similarity"),
             "pairs": [{"t": a, "src": thumb[a], "source_t": b, "source_src": thumb[b]}
                       for a, b in span["pairs"] if a in thumb and b in thumb],
+            "thumb_interval_s": visuals.thumb_interval_s,
         })
     for cut_s, before, after in visuals.cuts:
         if before in thumb and after in thumb:

@@ -34,7 +34,9 @@ FACE_CUE_COLUMNS = (
 @dataclass(frozen=True)
 class VisualSettings:
     thumb_interval_s: float = 1.0      # one thumbnail per second of video...
-    max_thumbs: int = 240              # ...at most this many (then every other one, half the rate)
+    # ...at most this many (then every other one, half the rate): one a second up to 10
+    # minutes, one every 12 s for a 2-hour stream; ~2.5 MB per worker at most.
+    max_thumbs: int = 600
     thumb_long_side: int = 160         # pixels; a card shows them at about this size
     jpeg_quality: int = 70             # ~3-5 KB per thumbnail
     sim_interval_s: float = 0.5        # self-similarity descriptors per second of video...
@@ -128,6 +130,7 @@ class ClipVisuals:
     spans: list[dict[str, Any]] = field(default_factory=list)
     # Thumbnail time on each side of a cut.
     cuts: list[list[float]] = field(default_factory=list)
+    thumb_interval_s: float = 1.0      # spacing of the kept thumbnails (grows on long clips)
     selfsim_png: bytes = b""
     selfsim_t_s: tuple[float, float] = (0.0, 0.0)
     face_cues: dict[str, float] = field(default_factory=dict)
@@ -137,6 +140,7 @@ class ClipVisuals:
             "duration_s": self.duration_s,
             "thumbs": [[t, base64.b64encode(b).decode("ascii")] for t, b in self.thumbs.items()],
             "overview_t": self.overview_t, "spans": self.spans, "cuts": self.cuts,
+            "thumb_interval_s": self.thumb_interval_s,
             "selfsim_png": base64.b64encode(self.selfsim_png).decode("ascii"),
             "selfsim_t_s": list(self.selfsim_t_s), "face_cues": self.face_cues,
         }
@@ -148,6 +152,7 @@ class ClipVisuals:
             thumbs={float(t): base64.b64decode(b) for t, b in data["thumbs"]},
             overview_t=[float(t) for t in data["overview_t"]],
             spans=list(data["spans"]), cuts=[list(c) for c in data["cuts"]],
+            thumb_interval_s=float(data.get("thumb_interval_s", 1.0)),
             selfsim_png=base64.b64decode(data["selfsim_png"]),
             selfsim_t_s=tuple(data["selfsim_t_s"]), face_cues=dict(data["face_cues"]),
         )
@@ -171,26 +176,47 @@ def select_visuals(collector: ThumbnailCollector, record) -> ClipVisuals:
         kept = take(t)
         if kept is not None and kept not in visuals.overview_t:
             visuals.overview_t.append(kept)
+    visuals.thumb_interval_s = collector.thumbs.interval_s
     for loop in record.loops[: s.max_spans]:
         if loop.get("source_start_s") is None:
             continue
-        pairs = []
-        for t in _evenly(loop["start_s"], loop["end_s"], s.span_count):
-            share = (t - loop["start_s"]) / max(1e-9, loop["end_s"] - loop["start_s"])
-            source_t = loop["source_start_s"] + share * (loop["source_end_s"] - loop["source_start_s"])
-            a, b = take(t), take(source_t)
-            if a is not None and b is not None:
-                pairs.append([a, b])
-        visuals.spans.append({**loop, "pairs": pairs})
+        visuals.spans.append({**loop, "pairs": _span_pairs(collector, loop, s.span_count, take)})
+    times = collector.thumbs.times
     for cut_s in record.cuts_s[: s.max_spans]:
-        before, after = take(cut_s - 0.6), take(cut_s + 0.6)
-        if before is not None and after is not None and before != after:
-            visuals.cuts.append([cut_s, before, after])
+        # The last thumbnail before the cut and the first after it (cut_s is the first frame
+        # of the new shot).
+        i = bisect.bisect_left(times, cut_s - 1e-6)
+        if 0 < i < len(times):
+            visuals.cuts.append([cut_s, take(times[i - 1]), take(times[i])])
     visuals.selfsim_png, visuals.selfsim_t_s = _selfsim_picture(collector.descriptors, s.picture_side)
     features = record.features or {}
     visuals.face_cues = {k: round(float(features[k]), 4) for k in FACE_CUE_COLUMNS
                          if features.get(k) is not None and math.isfinite(features[k])}
     return visuals
+
+
+def _span_pairs(collector: ThumbnailCollector, loop: dict[str, Any], count: int, take) -> list[list[float]]:
+    """Thumbnail times [replayed, original] across a repeated span. The original's time is
+    mapped from the replayed thumbnail actually kept, and a pair is shown only when both
+    thumbnails lie close to the moments they stand for: side by side, they must show the
+    same content (on a long clip, where thumbnails are sparse, a short span may get none)."""
+    start, end = loop["start_s"], loop["end_s"]
+    source_start, source_end = loop["source_start_s"], loop["source_end_s"]
+    tolerance = max(0.6, 0.1 * (end - start))
+    pairs = []
+    for t in _evenly(start, end, count):
+        replayed = collector.nearest_thumb(t)
+        if replayed is None or abs(replayed[0] - t) > tolerance:
+            continue
+        share = (replayed[0] - start) / max(1e-9, end - start)
+        source_t = source_start + share * (source_end - source_start)
+        original = collector.nearest_thumb(source_t)
+        if original is None or abs(original[0] - source_t) > tolerance:
+            continue
+        pair = [take(replayed[0]), take(original[0])]
+        if pair not in pairs:
+            pairs.append(pair)
+    return pairs
 
 
 def _evenly(start: float, end: float, count: int) -> list[float]:

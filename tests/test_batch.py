@@ -214,3 +214,39 @@ def test_timed_task_gives_a_timeout_record_where_the_worker_cannot_be_killed(sil
     assert outcome.record.path == hung
     assert outcome.record.error == "timed out after 1.5 s (the scan was abandoned)"
     assert outcome.record.elapsed_s >= 1.5
+
+
+def test_a_worker_killed_from_outside_costs_only_its_clip(tmp_path, clips, silent_server):
+    """As under the OOM killer: SIGKILL the worker that is stuck on one clip; that clip gets
+    an error record, the others are scanned, the command ends normally."""
+    psutil = pytest.importorskip("psutil")
+    config = tmp_path / "slow.toml"
+    config.write_text("open_timeout_s = 120\nread_timeout_s = 120\n")
+    hung = f"http://127.0.0.1:{silent_server}/room.m3u8"
+    out = tmp_path / "results.jsonl"
+    command = [sys.executable, "-m", "detector", "scan", "-f", "jsonl", "--model", "none", "-c", str(config),
+               "--workers", "2", "--output", str(out), hung, str(clips[0]), str(clips[2])]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        victim = None
+        deadline = time.monotonic() + 60
+        while victim is None and time.monotonic() < deadline:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    if any(c.raddr and c.raddr.port == silent_server for c in child.net_connections("tcp")):
+                        victim = child
+                except psutil.Error:
+                    continue
+            time.sleep(0.05)
+        assert victim is not None, "no worker ever connected to the hung server"
+        victim.send_signal(signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2, stderr
+    records = {json.loads(line)["path"]: json.loads(line) for line in stdout.splitlines()}
+    assert records[hung]["error"] == "worker process died while scanning this clip (killed by SIGKILL)"
+    assert records[str(clips[0])]["error"] is None and records[str(clips[2])]["error"] is None
+    assert len(_lines(out)) == 3

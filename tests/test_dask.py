@@ -4,12 +4,17 @@ cluster, through the real command line (and the results file resumes the same wa
 from __future__ import annotations
 
 import json
+import os
+import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
 from helpers import prior_model
 
+from detector.batch import ClipJob, ClipTask
+from detector.config import ScanConfig
 from detector.synth.scenes import looped_scene, moving_scene, static_scene
 from detector.synth.writer import write_clip
 
@@ -32,14 +37,18 @@ def _without_elapsed(records: list[dict]) -> list[dict]:
 
 
 def test_dask_local_cluster_gives_the_local_engine_records(tmp_path, folder):
-    model = prior_model(tmp_path, {"live": 2, "looped": 1})
+    model = prior_model(tmp_path, {"looped": 2, "live": 1})    # every clip flagged: a card each
     common = ("scan", "-f", "jsonl", "--features", "--model", str(model), "--workers", "2", str(folder))
     local = run_cli(*common)
-    out = tmp_path / "dask.jsonl"
-    dask = run_cli(*common, "--engine", "dask", "--output", str(out), timeout_s=300)
+    out, report = tmp_path / "dask.jsonl", tmp_path / "report.html"
+    dask = run_cli(*common, "--engine", "dask", "--output", str(out), "--report", str(report), timeout_s=300)
     assert dask.returncode == local.returncode == 2, dask.stderr     # broken.mp4
     assert len(local.jsonl()) == 4
     assert _without_elapsed(dask.jsonl()) == _without_elapsed(local.jsonl())
+    # The report's thumbnails travel back from the cluster with the records.
+    html = report.read_text(encoding="utf-8")
+    assert html.count('<section class="card"') == 3                  # every readable clip
+    assert 'class="span"' in html and html.count("data:image/jpeg;base64,") > 10
     assert sorted(json.loads(line)["path"] for line in out.read_text().splitlines()) == sorted(
         r["path"] for r in local.jsonl())
 
@@ -53,3 +62,28 @@ def test_dask_local_cluster_gives_the_local_engine_records(tmp_path, folder):
 def test_scheduler_address_needs_the_dask_engine(folder):
     result = run_cli("scan", "--model", "none", "--scheduler", "tcp://127.0.0.1:1", str(folder))
     assert result.returncode == 2 and "--engine dask" in result.stderr
+
+
+@dataclass(frozen=True)
+class DiesOnceTask(ClipTask):
+    """Kills its own worker process the first time it meets a clip (a lost node), then works."""
+
+    marker_dir: str = ""
+
+    def __call__(self, location: str):
+        marker = Path(self.marker_dir) / (Path(location).name + ".died")
+        if not marker.exists():
+            marker.write_text("x")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().__call__(location)
+
+
+def test_a_lost_worker_costs_a_retry_not_the_clip(tmp_path, folder):
+    from detector.dask_engine import DaskEngine
+
+    clip = str(folder / "moving.mp4")
+    task = DiesOnceTask(ScanConfig(), marker_dir=str(tmp_path))
+    ((job, outcome),) = list(DaskEngine(workers=1).run(task, [ClipJob(0, clip)]))
+    assert (tmp_path / "moving.mp4.died").exists()          # the first attempt did die
+    assert outcome.record.path == clip and outcome.record.error is None
+    assert outcome.record.duration_s == pytest.approx(4.0, abs=0.1)

@@ -172,3 +172,23 @@ def test_thumbnail_strip_stays_bounded_and_covers_a_long_clip():
         assert replayed_t - source_t == pytest.approx(500.0, abs=10)
     assert len(visuals.cuts) == 1 and visuals.selfsim_png.startswith(b"\x89PNG")
     assert len(visuals.thumbs) <= settings.overview_count + 2 * settings.span_count + 2
+
+
+def test_a_span_too_short_for_sparse_thumbnails_shows_a_note_not_wrong_pictures():
+    import numpy as np
+
+    from detector.types import Frame
+    from detector.visuals import ThumbnailCollector, VisualSettings, select_visuals
+
+    collector = ThumbnailCollector(settings=VisualSettings(max_thumbs=20))
+    collector.reset(None)
+    for i, t in enumerate(np.arange(0.0, 200.0, 0.5)):
+        collector.update(Frame(index=i, t_s=float(t), gray=np.full((18, 32), i % 250, dtype=np.uint8)))
+    assert collector.thumbs.interval_s >= 8
+    loop = {"start_s": 53.0, "end_s": 57.0, "source_start_s": 13.0, "source_end_s": 17.0,
+            "similarity": 0.9, "transform": "none"}
+    record = ScanRecord(path="long.mp4", verdict="looped", confidence=0.9, duration_s=200.0, loops=[loop])
+    visuals = select_visuals(collector, record)
+    assert visuals.spans[0]["pairs"] == []
+    html = render_report([record], [visuals], ScanConfig())
+    assert "No thumbnails close enough to this span" in html
