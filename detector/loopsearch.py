@@ -75,7 +75,7 @@ class SearchSettings:
     max_candidates: int = 400
     # Verification budget: alignments are verified strongest first; after always_verify,
     # stop once this many in a row found nothing (the rest have even fewer votes).
-    max_failed_streak: int = 40
+    max_failed_streak: int = 25
     max_components: int = 500        # vote clusters fitted with lines, per variant
     # Verification.
     trim_share: float = 0.25          # share of cells ignored as overlays
@@ -86,11 +86,22 @@ class SearchSettings:
     match_distance: float = 0.35      # trimmed distance under which two frames are the same footage
     sharpness_ratio: float = 0.3      # exact alignment must be this much closer than shifted ones
     long_run_bonus: float = 0.1       # ... relaxed by up to this for runs 8 s longer than min_span_s
-    min_change: float = 0.06          # shifted distance needed: the span must really change
+    min_change: float = 0.035         # shifted distance needed: the span must really change
     max_gap_s: float = 1.2            # gaps in a run shorter than this are bridged
     verify_margin_s: float = 12.0     # stream time verified beyond an alignment's votes
     slope_tolerance: float = 0.1      # |slope| within 1 +- this
     moving_camera_ratio: float = 0.1   # sharpness required where the camera pans
+    # Share of a run's frames whose best offset within +-2 s is the line itself (+-0.3 s).
+    min_pinned_share: float = 0.8
+    # The consistent path for heavily disguised replays: a run this long whose every frame is
+    # pinned to the line (best offset within +-0.3 s of +-2 s), covering this share of its
+    # span, with exact/shifted distance below consistent_ratio.
+    consistent_min_s: float = 8.0
+    consistent_density: float = 0.6
+    consistent_ratio: float = 0.92
+    # A verified run extends over frames at its ends pinned to the line and at least this
+    # much closer than 1-2 s away.
+    extend_ratio: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -473,13 +484,12 @@ def _centre_vectors(thumbs: np.ndarray) -> np.ndarray:
     return normalise_rows(thumbs[:, CENTRE, CENTRE].reshape(len(thumbs), -1), floor=2.0)
 
 
-def _renormalised(x: np.ndarray, mask: np.ndarray, floor: float = 0.2) -> np.ndarray:
-    """Rows of x (already normalised over all cells) normalised again over the cells in mask."""
-    count = np.maximum(mask.sum(axis=-1, keepdims=True), 1)
-    mean = (x * mask).sum(axis=-1, keepdims=True) / count
-    centred = x - mean
-    std = np.sqrt((centred * centred * mask).sum(axis=-1, keepdims=True) / count)
-    return centred / np.maximum(std, floor)
+def _renormalised(x: np.ndarray, weights: np.ndarray, count: np.ndarray, floor: float = 0.2) -> np.ndarray:
+    """Rows of x (already normalised over all cells) normalised again over the cells with
+    weight 1 (`count` of them per row)."""
+    centred = x - (np.einsum("ij,ij->i", x, weights) / count)[:, None]
+    std = np.sqrt(np.einsum("ij,ij,ij->i", centred, centred, weights) / count)
+    return centred / np.maximum(std, floor)[:, None]
 
 
 def _trimmed(a: np.ndarray, b: np.ndarray, trim_share: float,
@@ -496,14 +506,18 @@ def _trimmed(a: np.ndarray, b: np.ndarray, trim_share: float,
         threshold = np.partition(diff, keep - 1, axis=-1)[..., keep - 1: keep]
         mask = diff <= threshold
         if iteration < iterations - 1:
-            diff = np.abs(_renormalised(a, mask) - _renormalised(b, mask))
+            weights = mask.astype(np.float32)
+            count = np.maximum(weights.sum(axis=-1), 1)
+            diff = np.abs(_renormalised(a, weights, count) - _renormalised(b, weights, count))
     return (diff * mask).sum(axis=-1) / np.maximum(mask.sum(axis=-1), 1), mask
 
 
 def _masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean |a-b| over the cells in mask, both rows normalised over those cells."""
-    diff = np.abs(_renormalised(a, mask) - _renormalised(b, mask))
-    return (diff * mask).sum(axis=-1) / np.maximum(mask.sum(axis=-1), 1)
+    weights = mask.astype(np.float32)
+    count = np.maximum(weights.sum(axis=-1), 1)
+    diff = np.abs(_renormalised(a, weights, count) - _renormalised(b, weights, count))
+    return np.einsum("ij,ij->i", diff, weights) / count
 
 
 def _nearest(times_s: np.ndarray, targets_s: np.ndarray, tolerance_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -566,7 +580,8 @@ def _descend_geometry(replay: np.ndarray, source_flat: np.ndarray, settings: Sea
 
 # Offsets (s) at which the source is also compared: a true alignment is a local minimum
 # (|delta| < 0.3 s) and clearly better than 1-2 s away.
-_DELTAS_S = np.round(np.arange(-2.0, 2.01, 0.2), 3)
+# Fine steps near the line (the local minimum, sub-step refinement), coarse ones beyond.
+_DELTAS_S = np.array([-2.0, -1.5, -1.0, -0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 1.0, 1.5, 2.0])
 
 
 @dataclass(frozen=True)
@@ -639,8 +654,18 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
     # A lenient sharpness screen before the full offset scan.
     enough, candidates = _sharp_enough(times_s, flat, replay, t, s, exact, mask, geometry, tolerance, settings,
                                        fingerprint_step_s)
-    if not enough:
+    # A replay under heavy disguise (crop + rotation + flip + new overlays) may fit its own
+    # moment only a little better than 1-2 s away, but it does so at every frame, for as
+    # long as it lasts. Such alignments get the full offset scan on every matching frame.
+    dipped = _dips(times_s, flat, replay, t, s, exact, geometry, tolerance, settings)
+    if not (enough or dipped):
         return []
+    screened = np.zeros(len(q), bool)
+    if enough:
+        screened[candidates] = True
+    # The offset scan covers every frame that fits, not only the sharp ones: runs found on
+    # sharp frames are then extended over the frames that fit less sharply at their ends.
+    candidates = np.flatnonzero(exact <= settings.match_distance)
     # Distances at nearby offsets, for the matched frames only.
     n_d = len(_DELTAS_S)
     near = np.full((len(q), n_d), np.inf, np.float32)
@@ -655,56 +680,129 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
         if abs(delta) >= 1.0:
             far_masked[c] = np.where(ok_d, np.minimum(far_masked[c], _masked(replay[c], src, mask[c])), far_masked[c])
     best_delta = _DELTAS_S[np.argmin(near, axis=1)]
+    pinned = np.abs(best_delta) <= 0.3
     # Where the footage barely changes over +-2 s every offset fits about as well: such
     # frames do not contradict the line (the run-level sharpness test still has to pass).
     contrast = near.max(axis=1, initial=0, where=np.isfinite(near)) - near.min(axis=1)
-    local_min = (np.abs(best_delta) <= 0.3) | (exact - near.min(axis=1) <= 0.2 * contrast + 0.005)
+    local_min = pinned | (exact - near.min(axis=1) <= 0.2 * contrast + 0.005)
     # Per frame, leniently: the line must fit clearly better than 1-2 s away. This cuts a run
     # where the line leaves the replay it was fitted to and only loosely fits what follows.
-    screened = np.zeros(len(q), bool)
-    screened[candidates] = True
+    fits = exact <= settings.match_distance
     frame_sharp = ~np.isfinite(far_masked) | (exact <= 2.0 * settings.sharpness_ratio * far_masked)
-    matched = screened & (exact <= settings.match_distance) & local_min & frame_sharp
+    # Per-frame score for choosing between overlapping runs: its distance, plus how much
+    # better a nearby offset would fit (a line slightly off the true one loses to it).
+    score = exact + 2.0 * (exact - np.where(np.isfinite(near), near, np.inf).min(axis=1))
+
+    def run(sel, good, d_exact, d_shift) -> Run:
+        shift_s = _refine_offset(near[sel][good])
+        dominant = int(np.bincount(geometry[sel][good]).argmax())
+        return Run(q[sel][good], s[sel][good] + shift_s, score[sel][good], d_exact, d_shift, slope,
+                   transform, direction, GEOMETRIES.params[dominant])
+
     repeats = []
-    for lo, hi in _runs(t, matched, settings.max_gap_s):
-        sel = slice(lo, hi + 1)
-        span_t = t[sel]
-        if span_t[-1] - span_t[0] + fingerprint_step_s < settings.min_span_s:
-            continue
-        good = matched[sel]
-        d_exact = float(np.mean(exact[sel][good]))
-        far = far_masked[sel][good]
-        far = far[np.isfinite(far)]
-        if len(far) < 3:
-            continue
-        d_shift = float(np.mean(far))
-        # Share of the run's frames whose best offset within +-2 s is the line itself.
-        pinned = float(np.mean(np.abs(best_delta[sel][good]) <= 0.3))
-        log.debug("run %.1f-%.1f %s/%s slope %.3f exact %.3f shifted %.3f ratio %.2f pinned %.2f moving %.2f",
-                  span_t[0], span_t[-1], transform, direction, slope, d_exact, d_shift, d_exact / max(d_shift, 1e-6),
-                  pinned, _camera_moving_share(flat, q[sel][good], times_s))
+    strict = screened & fits & local_min & frame_sharp
+    extendable = fits & pinned & (exact <= settings.extend_ratio * far_masked)
+    for sel, good, d_exact, d_shift, length_s in _scored_runs(t, strict, exact, far_masked, settings,
+                                                              fingerprint_step_s):
+        log.debug("run %.1f-%.1f %s/%s slope %.3f exact %.3f shifted %.3f ratio %.2f pinned %.2f",
+                  t[sel][0], t[sel][-1], transform, direction, slope, d_exact, d_shift,
+                  d_exact / max(d_shift, 1e-6), np.mean(pinned[sel][good]))
         # Evidence accumulates with length: a coincidental alignment that stays sharp frame
         # after frame for 12 s is rarer than one for 4 s, so long runs may be a little less
         # sharp (a cropped replay on coarse thumbnails).
-        length_s = span_t[-1] - span_t[0] + fingerprint_step_s
         ratio = settings.sharpness_ratio + settings.long_run_bonus * float(
             np.clip((length_s - settings.min_span_s) / 8.0, 0.0, 1.0))
         if d_shift < settings.min_change or d_exact > ratio * d_shift:
             continue
+        # Replayed footage fits best at the line itself frame after frame; a coincidental
+        # resemblance is best somewhere else within +-2 s for many of its frames.
+        if np.mean(pinned[sel][good]) < settings.min_pinned_share:
+            continue
         # A camera that pans over the same room again (or back) re-creates a sequence of
         # views without replaying footage; only the people in it differ, and they are few
         # cells. Where the camera moves, ask for a much closer match.
-        if _camera_moving_share(flat, q[sel][good], times_s) >= 0.5 and \
-                d_exact > settings.moving_camera_ratio * d_shift:
+        if d_exact > settings.moving_camera_ratio * d_shift and \
+                _camera_moving_share(flat, q[sel][good], times_s) >= 0.5:
             continue
-        shift_s = _refine_offset(near[sel][good])
-        dominant = int(np.bincount(geometry[sel][good]).argmax())
-        # Per-frame score for choosing between overlapping runs: its distance, plus how much
-        # better a nearby offset would fit (a line slightly off the true one loses to it).
-        score = exact + 2.0 * (exact - np.where(np.isfinite(near), near, np.inf).min(axis=1))
-        repeats.append(Run(q[sel][good], s[sel][good] + shift_s, score[sel][good], d_exact, d_shift, slope,
-                           transform, direction, GEOMETRIES.params[dominant]))
+        # Disguised frames at a replay's ends may fit less sharply; they still fit best at
+        # the line and better than 1-2 s away: extend the run over them.
+        lo, hi = _extend(t, sel.start, sel.stop - 1, extendable, settings.max_gap_s)
+        sel = slice(lo, hi + 1)
+        repeats.append(run(sel, (strict | extendable)[sel], d_exact, d_shift))
+    if not dipped:
+        return repeats
+    # The consistent path: every frame's best offset within +-2 s is the line itself and
+    # fits better than 1-2 s away, for at least `consistent_min_s`; only where no sharp run
+    # already explains the frames, and never where the camera moves.
+    taken = np.zeros(len(q), bool)
+    for r in repeats:
+        taken[np.isin(q, r.q)] = True
+    weak = fits & pinned & (exact < far_masked) & ~taken
+    for sel, good, d_exact, d_shift, length_s in _scored_runs(t, weak, exact, far_masked, settings,
+                                                              fingerprint_step_s):
+        density = good.sum() * fingerprint_step_s / length_s
+        log.debug("consistent run %.1f-%.1f %s/%s slope %.3f exact %.3f shifted %.3f ratio %.2f density %.2f",
+                  t[sel][0], t[sel][-1], transform, direction, slope, d_exact, d_shift,
+                  d_exact / max(d_shift, 1e-6), density)
+        if length_s < settings.consistent_min_s or density < settings.consistent_density or \
+                d_shift < settings.min_change or d_exact > settings.consistent_ratio * d_shift or \
+                _camera_moving_share(flat, q[sel][good], times_s) >= 0.5:
+            continue
+        repeats.append(run(sel, good, d_exact, d_shift))
     return repeats
+
+
+def _extend(t: np.ndarray, lo: int, hi: int, extendable: np.ndarray, max_gap_s: float) -> tuple[int, int]:
+    """Index range lo..hi grown over `extendable` frames, bridging gaps up to max_gap_s."""
+    last = lo
+    for i in range(lo - 1, -1, -1):
+        if t[last] - t[i] > max_gap_s:
+            break
+        if extendable[i]:
+            last = i
+    lo, last = last, hi
+    for i in range(hi + 1, len(t)):
+        if t[i] - t[last] > max_gap_s:
+            break
+        if extendable[i]:
+            last = i
+    return lo, last
+
+
+def _scored_runs(t, matched, exact, far_masked, settings, step_s):
+    """(slice, matched frames in it, mean exact distance, mean shifted distance, length) of
+    each run of matched frames at least min_span_s long."""
+    for lo, hi in _runs(t, matched, settings.max_gap_s):
+        sel = slice(lo, hi + 1)
+        length_s = t[hi] - t[lo] + step_s
+        if length_s < settings.min_span_s:
+            continue
+        good = matched[sel]
+        far = far_masked[sel][good]
+        far = far[np.isfinite(far)]
+        if len(far) < 3:
+            continue
+        yield sel, good, float(np.mean(exact[sel][good])), float(np.mean(far)), length_s
+
+
+def _dips(times_s, flat, replay, t, s, exact, geometry, tolerance, settings, samples: int = 24) -> bool:
+    """Whether the line is a dip in distance on a sample of its matching frames: the median
+    distance at the line is below `consistent_ratio` times the medians 0.8 and 1.6 s away
+    on either side (cheap: 4 offsets on 24 frames)."""
+    frames = np.flatnonzero(exact <= settings.match_distance)
+    if len(frames) * (t[1] - t[0] if len(t) > 1 else 0.2) < settings.consistent_min_s * 0.5:
+        return False
+    frames = frames[np.linspace(0, len(frames) - 1, num=min(samples, len(frames))).astype(int)]
+    at_line = float(np.median(exact[frames]))
+    for delta in (-1.6, -0.8, 0.8, 1.6):
+        j_d, ok_d = _nearest(times_s, s[frames] + delta, tolerance)
+        ok_d &= _apart(t[frames], times_s[j_d])
+        if ok_d.sum() < 3:
+            return False
+        d = _trimmed(replay[frames][ok_d], _warped(flat[j_d[ok_d]], geometry[frames][ok_d]), settings.trim_share)[0]
+        if at_line > settings.consistent_ratio * float(np.median(d)):
+            return False
+    return True
 
 
 def _camera_moving_share(flat: "_Rows", q: np.ndarray, times_s: np.ndarray, samples: int = 24) -> float:
@@ -725,7 +823,7 @@ def _camera_moving_share(flat: "_Rows", q: np.ndarray, times_s: np.ndarray, samp
         for dy in (-2, -1, 0, 1, 2):
             for dx in (-2, -1, 0, 1, 2):
                 window = before[:, 2 + dy: 14 + dy, 2 + dx: 14 + dx].reshape(len(before), -1)
-                costs.append(_trimmed(current, normalise_rows(window, floor=2.0), 0.25)[0])
+                costs.append(_trimmed(current, normalise_rows(window, floor=2.0), 0.25, iterations=1)[0])
         costs = np.stack(costs, axis=1)
         still = costs[:, 12]                      # (dx, dy) = (0, 0)
         moved[ok] |= (costs.argmin(axis=1) != 12) & (costs.min(axis=1) < 0.8 * still)
