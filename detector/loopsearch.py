@@ -27,10 +27,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
-from detector.fingerprint import CENTRE, DESCRIPTOR_SIDE, MOTION_LAG_S, appearance, mirrored, normalise_rows
+from detector.fingerprint import (
+    CENTRE,
+    DESCRIPTOR_SIDE,
+    MOTION_LAG_S,
+    appearance,
+    mirrored,
+    normalise_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +213,7 @@ def candidate_pairs(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSet
     empty = np.zeros(0, dtype=_PAIR_DTYPE)
     lagged = _lagged(times_s)
     step_s = float(np.median(np.diff(times_s))) if n > 1 else 1.0
-    stride = max(1, int(round(settings.key_step_s / max(step_s, 1e-6))))
+    stride = max(1, round(settings.key_step_s / max(step_s, 1e-6)))
     keys = np.arange(0, n, stride)
     keys = keys[lagged[keys] > 0]          # a full second of history for the motion vector
     if len(keys) < 2:
@@ -238,7 +246,7 @@ def candidate_pairs(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSet
         reversed_ = direction == "reversed"
         codes = reverse if reversed_ else forward
         min_offset = settings.min_reversed_offset_s if reversed_ else settings.min_offset_s
-        for c0, c1 in zip(chunk_edges[:-1], chunk_edges[1:]):
+        for c0, c1 in pairwise(chunk_edges):
             if c1 <= c0:
                 continue
             parts_q, parts_j = [], []
@@ -500,7 +508,7 @@ def _trimmed(a: np.ndarray, b: np.ndarray, trim_share: float,
     row, so after the first trim both rows are normalised again over the kept cells only and
     trimmed again: the footage outside the overlay then matches to the noise level.
     """
-    keep = int(round(a.shape[-1] * (1 - trim_share)))
+    keep = round(a.shape[-1] * (1 - trim_share))
     diff = np.abs(a - b)
     for iteration in range(iterations):
         threshold = np.partition(diff, keep - 1, axis=-1)[..., keep - 1: keep]
@@ -538,7 +546,7 @@ def _window_geometry(replay: np.ndarray, flat: np.ndarray, j: np.ndarray, t: np.
         if (rough[members] <= settings.match_distance).sum() < 3:
             continue                 # nothing here that a crop could rescue
         pick = members[np.linspace(0, len(members) - 1, num=min(8, len(members))).astype(int)]
-        best, hits_best, cost_best = _descend_geometry(replay[pick], flat[j[pick]], settings)
+        best, _, _ = _descend_geometry(replay[pick], flat[j[pick]], settings)
         if best != 0:
             geometry[members] = best
     return geometry
@@ -805,7 +813,7 @@ def _dips(times_s, flat, replay, t, s, exact, geometry, tolerance, settings, sam
     return True
 
 
-def _camera_moving_share(flat: "_Rows", q: np.ndarray, times_s: np.ndarray, samples: int = 24) -> float:
+def _camera_moving_share(flat: _Rows, q: np.ndarray, times_s: np.ndarray, samples: int = 24) -> float:
     """Share of (sampled) frames whose view shifted by whole cells since 1 s or 3 s before:
     a pan. The 3 s lag catches slow pans (0.3-0.7 cell/s) that a 1 s lag cannot resolve
     on 16x16 thumbnails."""

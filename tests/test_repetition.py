@@ -251,7 +251,12 @@ def test_hue_disguise_keeps_luma():
 def test_flipped_queries_hash_like_flipped_tables():
     """Codes of all four flips come from one projection: x[perm] . p == x . p[perm]."""
     from detector.fingerprint import appearance, mirrored
-    from detector.loopsearch import TRANSFORMS, SearchSettings, _flip_permutations, _hash_planes
+    from detector.loopsearch import (
+        TRANSFORMS,
+        SearchSettings,
+        _flip_permutations,
+        _hash_planes,
+    )
 
     rng = np.random.default_rng(0)
     thumbs = rng.integers(0, 255, (20, 16, 16)).astype(np.uint8)
