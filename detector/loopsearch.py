@@ -84,6 +84,8 @@ class SearchSettings:
     # Verification budget: alignments are verified strongest first; after always_verify,
     # stop once this many in a row found nothing (the rest have even fewer votes).
     max_failed_streak: int = 25
+    # Alignments whose votes lie in airtime this much explained already are not verified.
+    explained_skip_share: float = 0.9
     max_components: int = 500        # vote clusters fitted with lines, per variant
     # Verification.
     trim_share: float = 0.25          # share of cells ignored as overlays
@@ -397,9 +399,18 @@ def _fit_lines(t: np.ndarray, s: np.ndarray, reversed_: bool, settings: SearchSe
             break
         slope, intercept = best
         if np.ptp(tt[best_inliers]) >= 4.0:
-            fit_slope, fit_intercept = np.polyfit(tt[best_inliers], ss[best_inliers], 1)
+            ti, si = tt[best_inliers], ss[best_inliers]
+            fit_slope, fit_intercept = np.polyfit(ti, si, 1)
             if abs(abs(fit_slope) - 1.0) <= settings.slope_tolerance and np.sign(fit_slope) == sign:
                 slope, intercept = float(fit_slope), float(fit_intercept)
+                # Votes sit on a grid of key times (+-half a key step each way), so a fitted
+                # slope of 0.98 or 1.03 over a few seconds can be noise: keep speed 1 unless
+                # the fitted line explains the votes clearly better.
+                unit_intercept = float(np.median(si - sign * ti))
+                unit_residual = np.mean(np.abs(si - (sign * ti + unit_intercept)))
+                fit_residual = np.mean(np.abs(si - (fit_slope * ti + fit_intercept)))
+                if unit_residual <= 1.15 * fit_residual + 0.01:
+                    slope, intercept = sign, unit_intercept
         inliers_all = np.zeros(len(t), bool)
         inliers_all[idx[best_inliers]] = True
         lines.append((float(slope), float(intercept), inliers_all))
@@ -936,11 +947,19 @@ def find_repeats(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSettin
 def verify_all(times_s: np.ndarray, thumbs: np.ndarray, found: list[Alignment], settings: SearchSettings,
                fingerprint_step_s: float) -> list[Run]:
     """Verify alignments strongest first, within the budget: after `always_verify` of them,
-    stop once `max_failed_streak` in a row found nothing (the rest have even fewer votes)."""
+    stop once `max_failed_streak` in a row found nothing (the rest have even fewer votes).
+    An alignment whose votes lie in airtime that verified runs already explain (pass 3 of a
+    loop against pass 1, once pass 3 against pass 2 is verified) is skipped."""
     runs: list[Run] = []
+    explained = np.zeros(len(times_s), bool)
     failed = 0
     for k, alignment in enumerate(found):
+        lo, hi = np.searchsorted(times_s, [alignment.t_lo_s, alignment.t_hi_s + 1e-6])
+        if hi > lo and explained[lo:hi].mean() >= settings.explained_skip_share:
+            continue
         verified = verify(times_s, thumbs, alignment, settings, fingerprint_step_s)
+        for r in verified:
+            explained[r.q[0]: r.q[-1] + 1] = True
         runs.extend(verified)
         failed = 0 if verified else failed + 1
         if k + 1 >= settings.always_verify and failed >= settings.max_failed_streak:

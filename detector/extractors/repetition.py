@@ -177,7 +177,9 @@ def _period(repeats: list[Repeat], clips, tolerance: float) -> tuple[float, floa
     forward = [r for r in repeats if r.slope > 0]
     if not forward:
         return math.nan, 0.0
-    offsets = np.array([r.start_s - r.source_start_s for r in forward])
+    # Offsets between the middles of replay and source: a slope a little off 1 then moves
+    # the offset by half as much as at the start.
+    offsets = np.array([(r.start_s + r.end_s - r.source_start_s - r.source_end_s) / 2 for r in forward])
     weights = np.array([r.end_s - r.start_s for r in forward])
     total = sum(r.end_s - r.start_s for r in repeats)
     clip_of = [_clip_index(clips, r.start_s, r.end_s) for r in forward]
