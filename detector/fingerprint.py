@@ -55,8 +55,9 @@ def appearance(thumbs: np.ndarray) -> np.ndarray:
     n = len(centre)
     if n == 0:
         return np.zeros((0, DESCRIPTOR_SIDE * DESCRIPTOR_SIDE), np.float32)
-    # 12x12 -> 6x6 by 2x2 block means.
-    blocks = centre.reshape(n, DESCRIPTOR_SIDE, 2, DESCRIPTOR_SIDE, 2).mean(axis=(2, 4))
+    # 12x12 -> 6x6 by 2x2 block sums (the normalisation makes sums and means the same;
+    # four strided adds are several times faster than a reshaped mean on long streams).
+    blocks = centre[:, 0::2, 0::2] + centre[:, 1::2, 0::2] + centre[:, 0::2, 1::2] + centre[:, 1::2, 1::2]
     return normalise_rows(blocks.reshape(n, -1))
 
 

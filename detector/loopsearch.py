@@ -2,18 +2,24 @@
 
 A repeat is a sharp alignment, not a similar frame. The search runs in three steps:
 
-1. **Candidates** (near-linear): random-hyperplane hashes of each fingerprint's appearance
-   and motion vectors put frames into buckets; every later frame is looked up, also as its
-   mirrored and time-reversed variants. Over-full buckets (a still scene matches itself
-   everywhere) are skipped. Each colliding pair (later t, earlier s) is a vote.
+1. **Candidates** (linear): random-hyperplane hashes of key fingerprints' appearance and
+   motion vectors put moments into buckets; every key is looked up, also mirrored, flipped
+   and time-reversed. The hyperplanes come in orbits of the four flips, so one projection of
+   the stream gives the codes of every flip. Over-full buckets (a still scene matches itself
+   everywhere) are skipped, and a vote counts only where another vote shares its (time,
+   offset) cell: chance resemblance hours apart spreads thinly, a replay stacks its votes.
+   Queries are hashed in chunks of stream time, so memory stays bounded.
 2. **Alignments**: votes cluster along lines s = slope * t + intercept (slope ~1 for a
    replay, 0.92-1.08 under a speed change, ~-1 for a boomerang). Clusters are found as
-   connected cells of a coarse (t, offset) grid and a robust line is fitted to each.
-3. **Verification**: along each line, thumbnails are compared with a trimmed distance (the
-   cells that differ most, where overlays sit, are ignored), after estimating any crop, zoom
-   or shift between the two spans. A run counts only if the exact alignment beats the same
-   line shifted by 1-2 s by a wide margin with the same cells ignored: footage that
-   replays matches at one offset only, a still or slowly changing room matches everywhere.
+   connected cells of a coarse (t, offset) grid and a robust line is fitted to each of the
+   strongest clusters.
+3. **Verification** (budgeted, strongest alignments first): along each line, thumbnails are
+   compared with a trimmed distance (the cells that differ most, where overlays sit, are
+   ignored, and the rest normalised again), after estimating any crop, zoom, shift or
+   rotation between the two spans. A run counts only if the exact alignment beats the same
+   line shifted by 1-2 s by a wide margin with the same cells ignored: footage that replays
+   matches at one offset only, a still or slowly changing room matches everywhere, and a
+   camera panning back over a room needs a much closer match.
 """
 
 from __future__ import annotations
@@ -21,15 +27,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
-from detector.fingerprint import CENTRE, MOTION_LAG_S, appearance, mirrored, normalise_rows
+from detector.fingerprint import (
+    CENTRE,
+    DESCRIPTOR_SIDE,
+    MOTION_LAG_S,
+    appearance,
+    mirrored,
+    normalise_rows,
+)
 
 log = logging.getLogger(__name__)
 
-TRANSFORMS = ("none", "mirror", "vflip")
+TRANSFORMS = ("none", "mirror", "vflip", "mirror+vflip")
 DIRECTIONS = ("forward", "reversed")
+# Trim, normalise again over the kept cells, trim again: 2 rounds of each (see _trimmed).
+TRIM_ITERATIONS = 3
 
 
 @dataclass(frozen=True)
@@ -41,9 +57,17 @@ class SearchSettings:
     # Shortest replayed span reported.
     min_span_s: float = 4.0
     hash_bits: int = 20
-    hash_tables: int = 10
+    hash_tables: int = 12            # a multiple of 4: tables come in orbits of the four flips
+    # Fingerprints hashed, one every this many seconds. Hashing every 0.2 s fingerprint of a
+    # smoothly changing room pairs each query's neighbours with each match's neighbours:
+    # 20x the chance votes of 0.4 s keys for 2x the true ones (measured on 10 h of room).
+    key_step_s: float = 0.4
     # Buckets holding more frames than this are skipped: a still scene collides everywhere.
     max_bucket: int = 64
+    # Queries are hashed in chunks of this much stream time (bounded memory at any length).
+    query_chunk_s: float = 600.0
+    # Votes needed in one (cell_t_s x cell_offset_s) cell of a chunk for its votes to count.
+    min_cell_votes: int = 2
     # Motion weight in the hashed vector: the motion pattern is what makes a moment unique
     # in a room whose background never changes.
     motion_weight: float = 1.4
@@ -57,15 +81,37 @@ class SearchSettings:
     min_vote_density: float = 0.35   # votes per second of the line's extent (+ min_span_s)
     always_verify: int = 10          # the strongest alignments are verified whatever their density
     max_candidates: int = 400
+    # Verification budget: alignments are verified strongest first; after always_verify,
+    # stop once this many in a row found nothing (the rest have even fewer votes).
+    max_failed_streak: int = 25
+    # Alignments whose votes lie in airtime this much explained already are not verified.
+    explained_skip_share: float = 0.9
+    max_components: int = 500        # vote clusters fitted with lines, per variant
     # Verification.
     trim_share: float = 0.25          # share of cells ignored as overlays
+    # No crop/zoom search where the identity already matches every sampled frame this closely.
+    geometry_skip_distance: float = 0.1
+    # Identity-geometry screen before the crop search: exact/shifted distance below this.
+    identity_screen_ratio: float = 0.85
     match_distance: float = 0.35      # trimmed distance under which two frames are the same footage
     sharpness_ratio: float = 0.3      # exact alignment must be this much closer than shifted ones
     long_run_bonus: float = 0.1       # ... relaxed by up to this for runs 8 s longer than min_span_s
-    min_change: float = 0.06          # shifted distance needed: the span must really change
+    min_change: float = 0.035         # shifted distance needed: the span must really change
     max_gap_s: float = 1.2            # gaps in a run shorter than this are bridged
+    verify_margin_s: float = 12.0     # stream time verified beyond an alignment's votes
     slope_tolerance: float = 0.1      # |slope| within 1 +- this
     moving_camera_ratio: float = 0.1   # sharpness required where the camera pans
+    # Share of a run's frames whose best offset within +-2 s is the line itself (+-0.3 s).
+    min_pinned_share: float = 0.8
+    # The consistent path for heavily disguised replays: a run this long whose every frame is
+    # pinned to the line (best offset within +-0.3 s of +-2 s), covering this share of its
+    # span, with exact/shifted distance below consistent_ratio.
+    consistent_min_s: float = 8.0
+    consistent_density: float = 0.6
+    consistent_ratio: float = 0.92
+    # A verified run extends over frames at its ends pinned to the line and at least this
+    # much closer than 1-2 s away.
+    extend_ratio: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -91,90 +137,160 @@ def _lagged(times_s: np.ndarray) -> np.ndarray:
     return np.clip(np.searchsorted(times_s, times_s - MOTION_LAG_S, side="left"), 0, None)
 
 
-def _motion(app: np.ndarray, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Change of appearance over the last MOTION_LAG_S: (normalised vectors, energy per frame)."""
-    lagged = _lagged(times_s)
-    diff = app - app[lagged]
-    energy = np.sqrt((diff * diff).mean(axis=1))
-    energy[lagged <= 0] = 0.0          # no full second of history yet
-    return normalise_rows(diff), energy
+# Flips of the 6x6 appearance grid as index permutations (involutions that commute):
+# 0 none, 1 mirror, 2 vflip, 3 mirror+vflip; composing two flips XORs their numbers.
+def _flip_permutations() -> np.ndarray:
+    side = DESCRIPTOR_SIDE
+    r, c = np.divmod(np.arange(side * side), side)
+    grid = [r * side + c, r * side + (side - 1 - c), (side - 1 - r) * side + c, (side - 1 - r) * side + (side - 1 - c)]
+    # The hashed vector is [appearance, motion]: the same flip applies to both halves.
+    return np.stack([np.concatenate([g, g + side * side]) for g in grid])
 
 
-def _hash_planes(settings: SearchSettings, dims: int) -> np.ndarray:
+def _hash_planes(settings: SearchSettings) -> np.ndarray:
+    """(tables, bits, 72) hyperplanes in orbits of four tables: table 4*o + g holds the
+    planes of table 4*o with flip g applied to their coordinates.
+
+    A flipped query projected on a table's planes equals the unflipped query projected on
+    the planes of the table flipped the other way (x[perm] . p = x . p[perm] for an
+    involution), so the codes of all four flips come from one projection of the stream:
+    the mirrored query's code in table (o, g) is the plain code in table (o, g xor 1).
+    """
+    if settings.hash_tables % 4:
+        raise ValueError(f"hash_tables must be a multiple of 4, got {settings.hash_tables}")
     rng = np.random.default_rng(20261129)   # fixed: the same stream always gives the same votes
-    return rng.standard_normal((settings.hash_tables * settings.hash_bits, dims)).astype(np.float32)
+    dims = 2 * DESCRIPTOR_SIDE * DESCRIPTOR_SIDE
+    perms = _flip_permutations()
+    orbits = rng.standard_normal((settings.hash_tables // 4, settings.hash_bits, dims)).astype(np.float32)
+    return np.stack([orbit[:, perms[g]] for orbit in orbits for g in range(4)])
 
 
-def _codes(vectors: np.ndarray, planes: np.ndarray, settings: SearchSettings) -> np.ndarray:
-    """(n, tables) integer bucket keys."""
-    bits = (vectors @ planes.T) > 0
-    bits = bits.reshape(len(vectors), settings.hash_tables, settings.hash_bits)
-    weights = (1 << np.arange(settings.hash_bits, dtype=np.int64))
-    return (bits * weights).sum(axis=2)
+def _pack(projections: np.ndarray, settings: SearchSettings) -> np.ndarray:
+    """(n, tables) integer bucket keys from (n, tables * bits) projections."""
+    n, tables, bits = len(projections), settings.hash_tables, settings.hash_bits
+    packed = np.packbits((projections > 0).reshape(n, tables, bits), axis=2, bitorder="little")
+    shifts = 8 * np.arange(packed.shape[2], dtype=np.int64)
+    return (packed.astype(np.int64) << shifts).sum(axis=2)
 
 
-def _vectors(thumbs: np.ndarray, times_s: np.ndarray, transform: str, reverse: bool,
-             settings: SearchSettings) -> tuple[np.ndarray, np.ndarray]:
-    app = appearance(mirrored(thumbs, transform))
-    mot, energy = _motion(app, times_s)
-    if reverse:
-        # Played backwards, the change over the last second is minus the source's change
-        # over the second that *ends* where the lagged frame sits: pair it with that frame's
-        # appearance, so the query looks like the index entry of that source moment.
-        mot = -mot
-        app = app[_lagged(times_s)]
-    vec = np.concatenate([app, settings.motion_weight * mot], axis=1)
-    vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-6)
-    return vec.astype(np.float32), energy
+def _key_codes(app_now: np.ndarray, app_then: np.ndarray, mot: np.ndarray, settings: SearchSettings,
+               chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """(forward codes, reversed codes) of the key fingerprints, each (keys, tables).
+
+    Forward: [appearance, motion_weight * motion]. Reversed: played backwards, the change
+    over the last second is minus the source's change over the second that *ends* where
+    the lagged frame sits: the query pairs that frame's appearance (`app_then`) with the
+    negated motion, so it looks like the index entry of that source moment. (Normalising
+    the concatenated vector would not change the signs, so it is skipped.)
+    """
+    planes = _hash_planes(settings)
+    half = DESCRIPTOR_SIDE * DESCRIPTOR_SIDE
+    flat_planes = planes.reshape(-1, planes.shape[2])
+    plane_app, plane_mot = flat_planes[:, :half].T, settings.motion_weight * flat_planes[:, half:].T
+    forward = np.empty((len(mot), settings.hash_tables), np.int64)
+    reverse = np.empty_like(forward)
+    for c0 in range(0, len(mot), chunk):
+        part = slice(c0, c0 + chunk)
+        moving = mot[part] @ plane_mot
+        forward[part] = _pack(app_now[part] @ plane_app + moving, settings)
+        reverse[part] = _pack(app_then[part] @ plane_app - moving, settings)
+    return forward, reverse
+
+
+_PAIR_DTYPE = [("q", np.int32), ("j", np.int32), ("v", np.int8)]
 
 
 def candidate_pairs(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSettings) -> np.ndarray:
-    """Structured array of (later, earlier, variant) index pairs whose hashes collide."""
+    """Structured array of (later, earlier, variant) index pairs whose hashes collide.
+
+    Work and memory stay linear in the stream length: the stream is hashed at key
+    fingerprints every `key_step_s` (all of them by default), queries are processed in
+    chunks of `query_chunk_s` of stream time, and within a chunk a vote survives only if
+    another vote shares its (stream time, offset) cell. A replay lays its votes densely
+    along one offset; a live room that merely resembles itself hours apart spreads single
+    votes over the whole (time, offset) plane, and those would otherwise grow
+    quadratically with the stream's length.
+    """
     n = len(times_s)
-    planes = _hash_planes(settings, 72)
-    base, energy = _vectors(thumbs, times_s, "none", False, settings)
-    active = np.flatnonzero(energy >= settings.min_motion)
-    if len(active) < 2:
-        return np.zeros(0, dtype=[("q", np.int32), ("j", np.int32), ("v", np.int8)])
-    index_codes = _codes(base[active], planes, settings)
+    empty = np.zeros(0, dtype=_PAIR_DTYPE)
     lagged = _lagged(times_s)
+    step_s = float(np.median(np.diff(times_s))) if n > 1 else 1.0
+    stride = max(1, round(settings.key_step_s / max(step_s, 1e-6)))
+    keys = np.arange(0, n, stride)
+    keys = keys[lagged[keys] > 0]          # a full second of history for the motion vector
+    if len(keys) < 2:
+        return empty
+    # Appearance of the key fingerprints and of those one second before them only.
+    app_now, app_then = appearance(thumbs[keys]), appearance(thumbs[lagged[keys]])
+    diff = app_now - app_then
+    moving = np.sqrt((diff * diff).mean(axis=1)) >= settings.min_motion
+    keys, app_now, app_then, mot = keys[moving], app_now[moving], app_then[moving], normalise_rows(diff[moving])
+    if len(keys) < 2:
+        return empty
+    forward, reverse = _key_codes(app_now, app_then, mot, settings)
+    del app_now, app_then, mot, diff
+    tables = settings.hash_tables
+    orders = [np.argsort(forward[:, table], kind="stable").astype(np.int32) for table in range(tables)]
+    # Direct-address bucket bounds: bucket c of a table holds orders[table][bounds[c]:bounds[c+1]]
+    # (2^bits + 1 int32 per table; a lookup is two gathers instead of a binary search).
+    bounds = [np.concatenate([[0], np.cumsum(np.bincount(forward[:, table], minlength=1 << settings.hash_bits))])
+              .astype(np.int32) for table in range(tables)]
+    t_keys = times_s[keys]
+    # Chunk edges on multiples of the chunk length (itself a multiple of cell_t_s): no cell
+    # is split between two chunks.
+    first = np.floor(t_keys[0] / settings.query_chunk_s) * settings.query_chunk_s
+    chunk_edges = np.searchsorted(t_keys, np.arange(first, t_keys[-1] + settings.query_chunk_s,
+                                                    settings.query_chunk_s))
+    chunk_edges = np.unique(np.append(chunk_edges, len(keys)))
     found = []
     for variant, (transform, direction) in enumerate(_variants()):
-        if variant == 0:
-            q_codes = index_codes
-        else:
-            vec, _ = _vectors(thumbs, times_s, transform, direction == "reversed", settings)
-            q_codes = _codes(vec[active], planes, settings)
-        for table in range(settings.hash_tables):
-            order = np.argsort(index_codes[:, table], kind="stable")
-            keys = index_codes[order, table]
-            lo = np.searchsorted(keys, q_codes[:, table], side="left")
-            hi = np.searchsorted(keys, q_codes[:, table], side="right")
-            size = hi - lo
-            ok = (size > 0) & (size <= settings.max_bucket)
-            if not ok.any():
+        flip = TRANSFORMS.index(transform)
+        reversed_ = direction == "reversed"
+        codes = reverse if reversed_ else forward
+        min_offset = settings.min_reversed_offset_s if reversed_ else settings.min_offset_s
+        for c0, c1 in pairwise(chunk_edges):
+            if c1 <= c0:
                 continue
-            q_idx = np.repeat(np.flatnonzero(ok), size[ok])
-            starts = np.repeat(lo[ok], size[ok])
-            within = np.arange(len(q_idx)) - np.repeat(np.cumsum(size[ok]) - size[ok], size[ok])
-            j_idx = order[starts + within]
-            q_frame, j_frame = active[q_idx], active[j_idx]
-            if direction == "reversed":
-                # The reversed query carried its lagged frame's appearance (see _vectors):
-                # that frame is the one that corresponds to the index entry.
-                q_frame = lagged[q_frame]
-            min_offset = settings.min_reversed_offset_s if direction == "reversed" else settings.min_offset_s
-            keep = times_s[q_frame] - times_s[j_frame] >= min_offset
+            parts_q, parts_j = [], []
+            for table in range(tables):
+                query = codes[c0:c1, table ^ flip]
+                lo = bounds[table][query]
+                size = bounds[table][query + 1] - lo
+                ok = (size > 0) & (size <= settings.max_bucket)
+                if not ok.any():
+                    continue
+                size_ok = size[ok]
+                q_idx = np.repeat(np.flatnonzero(ok) + c0, size_ok)
+                within = np.arange(len(q_idx)) - np.repeat(np.cumsum(size_ok) - size_ok, size_ok)
+                q_frame = keys[q_idx]
+                j_frame = keys[orders[table][np.repeat(lo[ok], size_ok) + within]]
+                if reversed_:
+                    # The reversed query carried its lagged frame's appearance (see
+                    # _key_codes): that frame is the one that corresponds to the index entry.
+                    q_frame = lagged[q_frame]
+                keep = times_s[q_frame] - times_s[j_frame] >= min_offset
+                parts_q.append(q_frame[keep])
+                parts_j.append(j_frame[keep])
+            if not parts_q:
+                continue
+            q_frame, j_frame = np.concatenate(parts_q), np.concatenate(parts_j)
+            if len(q_frame) == 0:
+                continue
+            pair_key = np.unique(q_frame.astype(np.int64) * n + j_frame)
+            q_frame, j_frame = (pair_key // n).astype(np.int32), (pair_key % n).astype(np.int32)
+            t, s = times_s[q_frame], times_s[j_frame]
+            offset = t + s if reversed_ else t - s
+            cell = (np.floor(t / settings.cell_t_s).astype(np.int64) << 32) + \
+                np.floor(offset / settings.cell_offset_s).astype(np.int64)
+            _, cell_of_pair, counts = np.unique(cell, return_inverse=True, return_counts=True)
+            keep = counts[cell_of_pair] >= settings.min_cell_votes
             if keep.any():
-                pairs = np.empty(int(keep.sum()), dtype=[("q", np.int32), ("j", np.int32), ("v", np.int8)])
+                pairs = np.empty(int(keep.sum()), dtype=_PAIR_DTYPE)
                 pairs["q"], pairs["j"], pairs["v"] = q_frame[keep], j_frame[keep], variant
                 found.append(pairs)
     if not found:
-        return np.zeros(0, dtype=[("q", np.int32), ("j", np.int32), ("v", np.int8)])
-    pairs = np.concatenate(found)
-    key = (pairs["q"].astype(np.int64) * n + pairs["j"]) * 8 + pairs["v"]
-    _, first = np.unique(key, return_index=True)
-    return pairs[first]
+        return empty
+    return np.concatenate(found)
 
 
 def _variants() -> list[tuple[str, str]]:
@@ -222,8 +338,21 @@ def alignments(times_s: np.ndarray, pairs: np.ndarray, settings: SearchSettings)
         graph = coo_matrix((np.ones(len(rows_a)), (rows_a, cols_a)), shape=(len(cells), len(cells)))
         _, label = connected_components(graph, directed=False)
         votes = np.bincount(label, weights=counts)
-        for component in np.flatnonzero(votes >= settings.min_votes):
-            members = np.flatnonzero(label[cell_of_pair] == component)
+        strong = np.flatnonzero(votes >= settings.min_votes)
+        # Fit lines only through the components with the most votes: a long live stream has
+        # many small chance clusters, and only max_candidates alignments are verified anyway.
+        strong = strong[np.argsort(-votes[strong], kind="stable")][: settings.max_components]
+        if len(strong) == 0:
+            continue
+        # Group the pairs by component once (sorting), instead of one scan per component.
+        pair_label = label[cell_of_pair]
+        chosen = np.isin(pair_label, strong)
+        idx = np.flatnonzero(chosen)
+        idx = idx[np.argsort(pair_label[idx], kind="stable")]
+        bounds = np.searchsorted(pair_label[idx], strong)
+        ends = np.searchsorted(pair_label[idx], strong, side="right")
+        for lo, hi in zip(bounds, ends):
+            members = idx[lo:hi]
             for slope, intercept, inliers in _fit_lines(t[members], s[members], reversed_, settings):
                 found.append(Alignment(int(variant), slope, intercept, float(t[members][inliers].min()),
                                        float(t[members][inliers].max()), int(inliers.sum())))
@@ -270,9 +399,18 @@ def _fit_lines(t: np.ndarray, s: np.ndarray, reversed_: bool, settings: SearchSe
             break
         slope, intercept = best
         if np.ptp(tt[best_inliers]) >= 4.0:
-            fit_slope, fit_intercept = np.polyfit(tt[best_inliers], ss[best_inliers], 1)
+            ti, si = tt[best_inliers], ss[best_inliers]
+            fit_slope, fit_intercept = np.polyfit(ti, si, 1)
             if abs(abs(fit_slope) - 1.0) <= settings.slope_tolerance and np.sign(fit_slope) == sign:
                 slope, intercept = float(fit_slope), float(fit_intercept)
+                # Votes sit on a grid of key times (+-half a key step each way), so a fitted
+                # slope of 0.98 or 1.03 over a few seconds can be noise: keep speed 1 unless
+                # the fitted line explains the votes clearly better.
+                unit_intercept = float(np.median(si - sign * ti))
+                unit_residual = np.mean(np.abs(si - (sign * ti + unit_intercept)))
+                fit_residual = np.mean(np.abs(si - (fit_slope * ti + fit_intercept)))
+                if unit_residual <= 1.15 * fit_residual + 0.01:
+                    slope, intercept = sign, unit_intercept
         inliers_all = np.zeros(len(t), bool)
         inliers_all[idx[best_inliers]] = True
         lines.append((float(slope), float(intercept), inliers_all))
@@ -282,73 +420,123 @@ def _fit_lines(t: np.ndarray, s: np.ndarray, reversed_: bool, settings: SearchSe
 
 # -- step 3: verification -------------------------------------------------------------------
 
-_GEOMETRY_ZOOMS = (1.0, 0.89, 0.94, 1.06, 1.12)
-_GEOMETRY_SHIFTS = (0.0, -1.5, -0.75, 0.75, 1.5)     # thumbnail cells
-# Identity first: no disguise is claimed unless another geometry is clearly better.
-GEOMETRIES = [(z, dx, dy) for z in _GEOMETRY_ZOOMS for dx in _GEOMETRY_SHIFTS for dy in _GEOMETRY_SHIFTS]
+# Relative geometry between a replay and its source: (zoom, dx, dy in thumbnail cells,
+# rotation in degrees). Each pass may be cropped (5-12 %, off-centre) and rotated (up to 4
+# degrees) on its own, so the relative zoom runs both ways.
+_GEOMETRY_AXES = (
+    (1.0, 0.88, 0.91, 0.94, 0.97, 1.03, 1.06, 1.09, 1.12, 1.15),
+    (0.0, -1.6, -1.2, -0.8, -0.4, 0.4, 0.8, 1.2, 1.6),
+    (0.0, -1.6, -1.2, -0.8, -0.4, 0.4, 0.8, 1.2, 1.6),
+    (0.0, -4.5, -3.0, -1.5, 1.5, 3.0, 4.5),
+)
+IDENTITY = (1.0, 0.0, 0.0, 0.0)
 _WINDOW_S = 8.0
+_SIDE = 16
 
 
-def _warp_matrices() -> np.ndarray:
-    """(geometries, 256, 144) bilinear resampling matrices: the central 12x12 cells of a 16x16
-    thumbnail as the replay would show it under each zoom/shift. Warping a stack of
-    thumbnails is then one matrix product per geometry."""
-    side = 16
-    ys, xs = np.mgrid[CENTRE, CENTRE]
-    c = (side - 1) / 2.0
-    out = np.zeros((len(GEOMETRIES), side * side, ys.size), np.float32)
-    cols = np.arange(ys.size)
-    for g, (zoom, dx, dy) in enumerate(GEOMETRIES):
-        # Source coordinates of each output cell: the replay shows the source zoomed by `zoom`
-        # about the centre and shifted.
-        sx = np.clip((xs - c - dx) / zoom + c, 0, side - 1.001).ravel()
-        sy = np.clip((ys - c - dy) / zoom + c, 0, side - 1.001).ravel()
-        x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
-        fx, fy = sx - x0, sy - y0
-        for ox, oy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-            np.add.at(out[g], ((y0 + oy) * side + x0 + ox, cols), w)
-    return out
+class _Geometries:
+    """Registry of the geometries used so far, each as a sparse bilinear warp: for every
+    central cell of the replay's 16x16 thumbnail, the 4 source cells and their weights.
+    Built on first use (the full grid has 5,670 geometries, a search visits ~60)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple, int] = {}
+        self.params: list[tuple] = []
+        self.cells: list[np.ndarray] = []
+        self.weights: list[np.ndarray] = []
+        self.id(IDENTITY)
+
+    def id(self, geometry: tuple) -> int:
+        geometry = tuple(float(v) for v in geometry)
+        if geometry not in self.ids:
+            zoom, dx, dy, rot = geometry
+            ys, xs = np.mgrid[CENTRE, CENTRE].astype(np.float64)
+            c = (_SIDE - 1) / 2.0
+            # Source coordinates of each output cell: the replay shows the source zoomed by
+            # `zoom` and rotated by `rot` about the centre, then shifted.
+            u, v = (xs - c - dx) / zoom, (ys - c - dy) / zoom
+            angle = np.radians(rot)
+            sx = np.clip(np.cos(angle) * u + np.sin(angle) * v + c, 0, _SIDE - 1.001).ravel()
+            sy = np.clip(-np.sin(angle) * u + np.cos(angle) * v + c, 0, _SIDE - 1.001).ravel()
+            x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+            fx, fy = sx - x0, sy - y0
+            self.cells.append(np.stack([y0 * _SIDE + x0, y0 * _SIDE + x0 + 1,
+                                        (y0 + 1) * _SIDE + x0, (y0 + 1) * _SIDE + x0 + 1], axis=1))
+            self.weights.append(np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy],
+                                         axis=1).astype(np.float32))
+            self.ids[geometry] = len(self.params)
+            self.params.append(geometry)
+        return self.ids[geometry]
+
+    def warp(self, flat: np.ndarray, g: int) -> np.ndarray:
+        """(n, 144) central cells of `flat` (n, 256) seen through geometry g."""
+        return (flat[:, self.cells[g]] * self.weights[g]).sum(axis=-1)
 
 
-_MATRICES = None
+GEOMETRIES = _Geometries()
 _IDENTITY_CELLS = (np.arange(16)[CENTRE, None] * 16 + np.arange(16)[None, CENTRE]).ravel()
-
-
-def _matrices() -> np.ndarray:
-    """Per-geometry resampling matrices, built once per process."""
-    global _MATRICES
-    if _MATRICES is None:
-        _MATRICES = _warp_matrices()
-    return _MATRICES
 
 
 def _warped(flat: np.ndarray, geometry: np.ndarray) -> np.ndarray:
     """Normalised central vectors of thumbnails `flat` (n, 256) under per-row `geometry` ids."""
-    per_geometry = _matrices()
-    out = flat[:, _IDENTITY_CELLS]              # geometry 0 is the identity: no product needed
+    out = flat[:, _IDENTITY_CELLS]              # geometry 0 is the identity: no warp needed
     if np.any(geometry):
         out = out.copy()
         for g in np.unique(geometry[geometry > 0]):
             rows = geometry == g
-            out[rows] = flat[rows] @ per_geometry[g]
+            out[rows] = GEOMETRIES.warp(flat[rows], int(g))
     return normalise_rows(out, floor=2.0)
+
+
+class _Rows:
+    """Thumbnails as float32 rows of 256 cells, converted only for the rows asked for (a
+    whole 10-hour stream converted at once would be 184 MB, for every alignment verified)."""
+
+    def __init__(self, thumbs: np.ndarray) -> None:
+        self._flat = thumbs.reshape(len(thumbs), -1)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self._flat[index].astype(np.float32)
 
 
 def _centre_vectors(thumbs: np.ndarray) -> np.ndarray:
     return normalise_rows(thumbs[:, CENTRE, CENTRE].reshape(len(thumbs), -1), floor=2.0)
 
 
-def _trimmed(a: np.ndarray, b: np.ndarray, trim_share: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row mean |a-b| over the cells that agree best, and the mask of those cells."""
+def _renormalised(x: np.ndarray, weights: np.ndarray, count: np.ndarray, floor: float = 0.2) -> np.ndarray:
+    """Rows of x (already normalised over all cells) normalised again over the cells with
+    weight 1 (`count` of them per row)."""
+    centred = x - (np.einsum("ij,ij->i", x, weights) / count)[:, None]
+    std = np.sqrt(np.einsum("ij,ij,ij->i", centred, centred, weights) / count)
+    return centred / np.maximum(std, floor)[:, None]
+
+
+def _trimmed(a: np.ndarray, b: np.ndarray, trim_share: float,
+             iterations: int = TRIM_ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row mean |a-b| over the cells that agree best, and the mask of those cells.
+
+    An overlay (a dark comment band, a price tag) moves the mean and spread of the whole
+    row, so after the first trim both rows are normalised again over the kept cells only and
+    trimmed again: the footage outside the overlay then matches to the noise level.
+    """
+    keep = round(a.shape[-1] * (1 - trim_share))
     diff = np.abs(a - b)
-    keep = int(round(diff.shape[-1] * (1 - trim_share)))
-    threshold = np.partition(diff, keep - 1, axis=-1)[..., keep - 1: keep]
-    mask = diff <= threshold
+    for iteration in range(iterations):
+        threshold = np.partition(diff, keep - 1, axis=-1)[..., keep - 1: keep]
+        mask = diff <= threshold
+        if iteration < iterations - 1:
+            weights = mask.astype(np.float32)
+            count = np.maximum(weights.sum(axis=-1), 1)
+            diff = np.abs(_renormalised(a, weights, count) - _renormalised(b, weights, count))
     return (diff * mask).sum(axis=-1) / np.maximum(mask.sum(axis=-1), 1), mask
 
 
 def _masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return (np.abs(a - b) * mask).sum(axis=-1) / np.maximum(mask.sum(axis=-1), 1)
+    """Mean |a-b| over the cells in mask, both rows normalised over those cells."""
+    weights = mask.astype(np.float32)
+    count = np.maximum(weights.sum(axis=-1), 1)
+    diff = np.abs(_renormalised(a, weights, count) - _renormalised(b, weights, count))
+    return np.einsum("ij,ij->i", diff, weights) / count
 
 
 def _nearest(times_s: np.ndarray, targets_s: np.ndarray, tolerance_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -366,45 +554,44 @@ def _window_geometry(replay: np.ndarray, flat: np.ndarray, j: np.ndarray, t: np.
     window = np.floor((t - t[0]) / _WINDOW_S).astype(int)
     for w in np.unique(window):
         members = np.flatnonzero(window == w)
-        near_match = rough[members] <= 1.5 * settings.match_distance
-        if near_match.sum() < 2:
+        if (rough[members] <= settings.match_distance).sum() < 3:
             continue                 # nothing here that a crop could rescue
         pick = members[np.linspace(0, len(members) - 1, num=min(8, len(members))).astype(int)]
-        best, hits_best, cost_best = _descend_geometry(replay[pick], flat[j[pick]], settings)
+        best, _, _ = _descend_geometry(replay[pick], flat[j[pick]], settings)
         if best != 0:
             geometry[members] = best
     return geometry
 
 
-_GEOMETRY_INDEX = {g: k for k, g in enumerate(GEOMETRIES)}
-
-
 def _descend_geometry(replay: np.ndarray, source_flat: np.ndarray, settings: SearchSettings):
-    """Best (zoom, dx, dy) by two rounds of coordinate descent over the grid (~28 evaluations, not 125).
+    """Best (zoom, dx, dy, rotation) by two rounds of coordinate descent over the grid; each
+    axis's values are scored in one batch (~70 geometries, not 5,670).
 
     A geometry is judged by how many frames it matches (a window may straddle the start of
     a replay), then by their mean distance; the identity wins ties unless another geometry
     is clearly (0.03) closer.
     """
-    def score(g: int) -> tuple[int, float]:
-        cost = _trimmed(replay, _warped(source_flat, np.full(len(replay), g)), settings.trim_share)[0]
+    def scores(trials: list[tuple]) -> list[tuple[int, float]]:
+        m = len(replay)
+        warped = np.concatenate([GEOMETRIES.warp(source_flat, GEOMETRIES.id(trial)) for trial in trials])
+        cost = _trimmed(np.tile(replay, (len(trials), 1)), normalise_rows(warped, floor=2.0),
+                        settings.trim_share)[0].reshape(len(trials), m)
         hit = cost <= settings.match_distance
-        return int(hit.sum()), float(cost[hit].mean()) if hit.any() else np.inf
+        return [(int(h.sum()), float(c[h].mean()) if h.any() else np.inf) for h, c in zip(hit, cost)]
 
-    current = (1.0, 0.0, 0.0)
-    hits0, cost0 = score(0)
+    current = IDENTITY
+    ((hits0, cost0),) = scores([current])
+    if hits0 >= 2 and cost0 <= settings.geometry_skip_distance:
+        # The identity already fits the frames that match at all closely (the others lie
+        # outside the replay: a window can straddle its start or end).
+        return 0, hits0, cost0
     best_hits, best_cost = hits0, cost0
-    for axis, values in ((0, _GEOMETRY_ZOOMS), (1, _GEOMETRY_SHIFTS), (2, _GEOMETRY_SHIFTS)) * 2:
-        for value in values:
-            trial = list(current)
-            trial[axis] = value
-            trial = tuple(trial)
-            if trial == current:
-                continue
-            hits, cost = score(_GEOMETRY_INDEX[trial])
+    for axis, values in tuple(enumerate(_GEOMETRY_AXES)) * 2:
+        trials = [current[:axis] + (value,) + current[axis + 1:] for value in values if value != current[axis]]
+        for trial, (hits, cost) in zip(trials, scores(trials)):
             if hits > best_hits or (hits == best_hits and cost < best_cost - 0.01):
                 current, best_hits, best_cost = trial, hits, cost
-    g = _GEOMETRY_INDEX[current]
+    g = GEOMETRIES.id(current)
     if g != 0 and not (best_hits > hits0 or (best_hits == hits0 > 0 and best_cost < cost0 - 0.03)):
         g = 0
     return g, best_hits, best_cost
@@ -412,7 +599,8 @@ def _descend_geometry(replay: np.ndarray, source_flat: np.ndarray, settings: Sea
 
 # Offsets (s) at which the source is also compared: a true alignment is a local minimum
 # (|delta| < 0.3 s) and clearly better than 1-2 s away.
-_DELTAS_S = np.round(np.arange(-2.0, 2.01, 0.2), 3)
+# Fine steps near the line (the local minimum, sub-step refinement), coarse ones beyond.
+_DELTAS_S = np.array([-2.0, -1.5, -1.0, -0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 1.0, 1.5, 2.0])
 
 
 @dataclass(frozen=True)
@@ -427,16 +615,32 @@ class Run:
     slope: float
     transform: str
     direction: str
-    geometry: tuple[float, float, float]
+    geometry: tuple[float, float, float, float]   # zoom, dx, dy (cells), rotation (degrees)
 
 
 def verify(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settings: SearchSettings,
            fingerprint_step_s: float) -> list[Run]:
-    """Runs along `alignment` that really replay earlier footage."""
+    """Runs along `alignment` that really replay earlier footage.
+
+    Verification looks `verify_margin_s` beyond the votes (hashing finds only part of a
+    replay; verification finds its ends); a run that reaches the edge of that window is
+    verified again over a window four times wider.
+    """
+    margin = settings.verify_margin_s
+    runs = _verify_window(times_s, thumbs, alignment, settings, fingerprint_step_s, margin)
+    lo, hi = alignment.t_lo_s - margin, alignment.t_hi_s + margin
+    reach = settings.max_gap_s + 2 * fingerprint_step_s
+    at_edge = any((times_s[r.q[0]] - lo <= reach and lo > times_s[0]) or
+                  (hi - times_s[r.q[-1]] <= reach and hi < times_s[-1]) for r in runs)
+    if at_edge:
+        runs = _verify_window(times_s, thumbs, alignment, settings, fingerprint_step_s, 4 * margin)
+    return runs
+
+
+def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settings: SearchSettings,
+                   fingerprint_step_s: float, margin: float, refine: bool = True) -> list[Run]:
     transform, direction = _variants()[alignment.variant]
     slope, intercept = alignment.slope, alignment.intercept
-    # Look beyond the votes: hashing finds only part of a replay; verification finds its ends.
-    margin = 30.0
     q = np.flatnonzero((times_s >= alignment.t_lo_s - margin) & (times_s <= alignment.t_hi_s + margin))
     if len(q) == 0:
         return []
@@ -449,21 +653,38 @@ def verify(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settin
     q, j, t, s = q[ok], j[ok], t[ok], s[ok]
     if len(q) < 3:
         return []
-    flat = thumbs.reshape(len(thumbs), -1).astype(np.float32)
+    flat = _Rows(thumbs)
     replay = _centre_vectors(mirrored(thumbs[q], transform).astype(np.float32))
     # Cheap test before the crop search: the coarse thumbnails absorb crops up to ~12 %, so
     # a replay matches for at least half of min_span_s even without any geometry; most
     # coincidental lines do not.
-    rough = _trimmed(replay, _warped(flat[j], np.zeros(len(j), int)), settings.trim_share)[0]
+    identity = np.zeros(len(j), int)
+    rough, rough_mask = _trimmed(replay, _warped(flat[j], identity), settings.trim_share)
     if (rough <= settings.match_distance).sum() * fingerprint_step_s < 0.5 * settings.min_span_s:
+        return []
+    # Before the costly crop search, a very lenient sharpness screen at the identity: even a
+    # 12 % off-centre crop fits its own moment better than 1-2 s away (ratio ~0.6), while a
+    # chance line through a room that resembles itself fits everywhere about equally.
+    if not _sharp_enough(times_s, flat, replay, t, s, rough, rough_mask, identity, tolerance, settings,
+                         fingerprint_step_s, screen=settings.identity_screen_ratio / settings.sharpness_ratio)[0]:
         return []
     geometry = _window_geometry(replay, flat, j, t, rough, settings)
     exact, mask = _trimmed(replay, _warped(flat[j], geometry), settings.trim_share)
     # A lenient sharpness screen before the full offset scan.
-    enough, candidates = _sharp_enough(times_s, flat, replay, s, exact, mask, geometry, tolerance, settings,
+    enough, candidates = _sharp_enough(times_s, flat, replay, t, s, exact, mask, geometry, tolerance, settings,
                                        fingerprint_step_s)
-    if not enough:
+    # A replay under heavy disguise (crop + rotation + flip + new overlays) may fit its own
+    # moment only a little better than 1-2 s away, but it does so at every frame, for as
+    # long as it lasts. Such alignments get the full offset scan on every matching frame.
+    dipped = _dips(times_s, flat, replay, t, s, exact, geometry, tolerance, settings)
+    if not (enough or dipped):
         return []
+    screened = np.zeros(len(q), bool)
+    if enough:
+        screened[candidates] = True
+    # The offset scan covers every frame that fits, not only the sharp ones: runs found on
+    # sharp frames are then extended over the frames that fit less sharply at their ends.
+    candidates = np.flatnonzero(exact <= settings.match_distance)
     # Distances at nearby offsets, for the matched frames only.
     n_d = len(_DELTAS_S)
     near = np.full((len(q), n_d), np.inf, np.float32)
@@ -471,75 +692,187 @@ def verify(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settin
     c = candidates
     for k, delta in enumerate(_DELTAS_S):
         j_d, ok_d = _nearest(times_s, s[c] + delta, tolerance)
+        ok_d &= _apart(t[c], times_s[j_d])
         src = _warped(flat[j_d], geometry[c])
         d, _ = _trimmed(replay[c], src, settings.trim_share)
         near[c, k] = np.where(ok_d, d, np.inf)
         if abs(delta) >= 1.0:
             far_masked[c] = np.where(ok_d, np.minimum(far_masked[c], _masked(replay[c], src, mask[c])), far_masked[c])
     best_delta = _DELTAS_S[np.argmin(near, axis=1)]
+    if refine:
+        # The votes' slope is only as good as their 0.4 s grid; the best offset of each frame
+        # measures the line directly. If it drifts along the span, verify the corrected line.
+        voted = (t >= alignment.t_lo_s) & (t <= alignment.t_hi_s)
+        better = _refined_line(t, s, best_delta, voted & (exact <= settings.match_distance), slope, settings)
+        if better is not None:
+            return _verify_window(times_s, thumbs, dataclasses.replace(alignment, slope=better[0],
+                                                                       intercept=better[1]),
+                                  settings, fingerprint_step_s, margin, refine=False)
+    pinned = np.abs(best_delta) <= 0.3
     # Where the footage barely changes over +-2 s every offset fits about as well: such
     # frames do not contradict the line (the run-level sharpness test still has to pass).
     contrast = near.max(axis=1, initial=0, where=np.isfinite(near)) - near.min(axis=1)
-    local_min = (np.abs(best_delta) <= 0.3) | (exact - near.min(axis=1) <= 0.2 * contrast + 0.005)
+    local_min = pinned | (exact - near.min(axis=1) <= 0.2 * contrast + 0.005)
     # Per frame, leniently: the line must fit clearly better than 1-2 s away. This cuts a run
     # where the line leaves the replay it was fitted to and only loosely fits what follows.
-    screened = np.zeros(len(q), bool)
-    screened[candidates] = True
+    fits = exact <= settings.match_distance
     frame_sharp = ~np.isfinite(far_masked) | (exact <= 2.0 * settings.sharpness_ratio * far_masked)
-    matched = screened & (exact <= settings.match_distance) & local_min & frame_sharp
+    # Per-frame score for choosing between overlapping runs: its distance, plus how much
+    # better a nearby offset would fit (a line slightly off the true one loses to it).
+    score = exact + 2.0 * (exact - np.where(np.isfinite(near), near, np.inf).min(axis=1))
+
+    def run(sel, good, d_exact, d_shift) -> Run:
+        shift_s = _refine_offset(near[sel][good])
+        dominant = int(np.bincount(geometry[sel][good]).argmax())
+        return Run(q[sel][good], s[sel][good] + shift_s, score[sel][good], d_exact, d_shift, slope,
+                   transform, direction, GEOMETRIES.params[dominant])
+
     repeats = []
-    for lo, hi in _runs(t, matched, settings.max_gap_s):
-        sel = slice(lo, hi + 1)
-        span_t = t[sel]
-        if span_t[-1] - span_t[0] + fingerprint_step_s < settings.min_span_s:
-            continue
-        good = matched[sel]
-        d_exact = float(np.mean(exact[sel][good]))
-        far = far_masked[sel][good]
-        far = far[np.isfinite(far)]
-        if len(far) < 3:
-            continue
-        d_shift = float(np.mean(far))
-        log.debug("run %.1f-%.1f exact %.3f shifted %.3f", span_t[0], span_t[-1], d_exact, d_shift)
+    strict = screened & fits & local_min & frame_sharp
+    extendable = fits & pinned & (exact <= settings.extend_ratio * far_masked)
+    for sel, good, d_exact, d_shift, length_s in _scored_runs(t, strict, exact, far_masked, settings,
+                                                              fingerprint_step_s):
+        log.debug("run %.1f-%.1f %s/%s slope %.3f exact %.3f shifted %.3f ratio %.2f pinned %.2f",
+                  t[sel][0], t[sel][-1], transform, direction, slope, d_exact, d_shift,
+                  d_exact / max(d_shift, 1e-6), np.mean(pinned[sel][good]))
         # Evidence accumulates with length: a coincidental alignment that stays sharp frame
         # after frame for 12 s is rarer than one for 4 s, so long runs may be a little less
         # sharp (a cropped replay on coarse thumbnails).
-        length_s = span_t[-1] - span_t[0] + fingerprint_step_s
         ratio = settings.sharpness_ratio + settings.long_run_bonus * float(
             np.clip((length_s - settings.min_span_s) / 8.0, 0.0, 1.0))
         if d_shift < settings.min_change or d_exact > ratio * d_shift:
             continue
+        # Replayed footage fits best at the line itself frame after frame; a coincidental
+        # resemblance is best somewhere else within +-2 s for many of its frames.
+        if np.mean(pinned[sel][good]) < settings.min_pinned_share:
+            continue
         # A camera that pans over the same room again (or back) re-creates a sequence of
         # views without replaying footage; only the people in it differ, and they are few
         # cells. Where the camera moves, ask for a much closer match.
-        if _camera_moving_share(flat, q[sel][good], times_s) >= 0.5 and \
-                d_exact > settings.moving_camera_ratio * d_shift:
+        if d_exact > settings.moving_camera_ratio * d_shift and \
+                _camera_moving_share(flat, q[sel][good], times_s) >= 0.5:
             continue
-        shift_s = _refine_offset(near[sel][good])
-        dominant = int(np.bincount(geometry[sel][good]).argmax())
-        # Per-frame score for choosing between overlapping runs: its distance, plus how much
-        # better a nearby offset would fit (a line slightly off the true one loses to it).
-        score = exact + 2.0 * (exact - np.where(np.isfinite(near), near, np.inf).min(axis=1))
-        repeats.append(Run(q[sel][good], s[sel][good] + shift_s, score[sel][good], d_exact, d_shift, slope,
-                           transform, direction, GEOMETRIES[dominant]))
+        # Disguised frames at a replay's ends may fit less sharply; they still fit best at
+        # the line and better than 1-2 s away: extend the run over them.
+        lo, hi = _extend(t, sel.start, sel.stop - 1, extendable, settings.max_gap_s)
+        sel = slice(lo, hi + 1)
+        repeats.append(run(sel, (strict | extendable)[sel], d_exact, d_shift))
+    if not dipped:
+        return repeats
+    # The consistent path: every frame's best offset within +-2 s is the line itself and
+    # fits better than 1-2 s away, for at least `consistent_min_s`; only where no sharp run
+    # already explains the frames, and never where the camera moves.
+    taken = np.zeros(len(q), bool)
+    for r in repeats:
+        taken[np.isin(q, r.q)] = True
+    weak = fits & pinned & (exact < far_masked) & ~taken
+    for sel, good, d_exact, d_shift, length_s in _scored_runs(t, weak, exact, far_masked, settings,
+                                                              fingerprint_step_s):
+        density = good.sum() * fingerprint_step_s / length_s
+        log.debug("consistent run %.1f-%.1f %s/%s slope %.3f exact %.3f shifted %.3f ratio %.2f density %.2f",
+                  t[sel][0], t[sel][-1], transform, direction, slope, d_exact, d_shift,
+                  d_exact / max(d_shift, 1e-6), density)
+        if length_s < settings.consistent_min_s or density < settings.consistent_density or \
+                d_shift < settings.min_change or d_exact > settings.consistent_ratio * d_shift or \
+                _camera_moving_share(flat, q[sel][good], times_s) >= 0.5:
+            continue
+        repeats.append(run(sel, good, d_exact, d_shift))
     return repeats
 
 
-def _camera_moving_share(flat: np.ndarray, q: np.ndarray, times_s: np.ndarray) -> float:
-    """Share of frames whose view shifted since the fingerprint ~1 s earlier (a pan)."""
-    previous, ok = _nearest(times_s, times_s[q] - 1.0, 0.15)
-    q, previous = q[ok], previous[ok]
-    if len(q) == 0:
-        return 0.0
-    shifts = [g for g, (zoom, dx, dy) in enumerate(GEOMETRIES) if zoom == 1.0]
-    current = _centre_vectors(flat[q].reshape(len(q), 16, 16))
-    costs = np.stack([_trimmed(current, _warped(flat[previous], np.full(len(q), g)), 0.25)[0] for g in shifts], axis=1)
-    best = costs.argmin(axis=1)
-    moved = (best != 0) & (costs.min(axis=1) < 0.8 * costs[:, 0])
-    return float(moved.mean())
+def _refined_line(t: np.ndarray, s: np.ndarray, best_delta: np.ndarray, fits: np.ndarray, slope: float,
+                  settings: SearchSettings) -> tuple[float, float] | None:
+    """(slope, intercept) through the frames' best source times, when it differs from the
+    line's slope by >= 0.01 over >= 8 s of frames that fit (within the votes' extent); else None."""
+    use = fits & (np.abs(best_delta) <= 1.0)
+    if use.sum() < 20 or np.ptp(t[use]) < 8.0:
+        return None
+    new_slope, new_intercept = np.polyfit(t[use], s[use] + best_delta[use], 1)
+    if abs(new_slope - slope) < 0.01 or abs(abs(new_slope) - 1.0) > settings.slope_tolerance or \
+            np.sign(new_slope) != np.sign(slope):
+        return None
+    return float(new_slope), float(new_intercept)
 
 
-def _sharp_enough(times_s, flat, replay, s, exact, mask, geometry, tolerance, settings, step_s,
+def _extend(t: np.ndarray, lo: int, hi: int, extendable: np.ndarray, max_gap_s: float) -> tuple[int, int]:
+    """Index range lo..hi grown over `extendable` frames, bridging gaps up to max_gap_s."""
+    last = lo
+    for i in range(lo - 1, -1, -1):
+        if t[last] - t[i] > max_gap_s:
+            break
+        if extendable[i]:
+            last = i
+    lo, last = last, hi
+    for i in range(hi + 1, len(t)):
+        if t[i] - t[last] > max_gap_s:
+            break
+        if extendable[i]:
+            last = i
+    return lo, last
+
+
+def _scored_runs(t, matched, exact, far_masked, settings, step_s):
+    """(slice, matched frames in it, mean exact distance, mean shifted distance, length) of
+    each run of matched frames at least min_span_s long."""
+    for lo, hi in _runs(t, matched, settings.max_gap_s):
+        sel = slice(lo, hi + 1)
+        length_s = t[hi] - t[lo] + step_s
+        if length_s < settings.min_span_s:
+            continue
+        good = matched[sel]
+        far = far_masked[sel][good]
+        far = far[np.isfinite(far)]
+        if len(far) < 3:
+            continue
+        yield sel, good, float(np.mean(exact[sel][good])), float(np.mean(far)), length_s
+
+
+def _dips(times_s, flat, replay, t, s, exact, geometry, tolerance, settings, samples: int = 24) -> bool:
+    """Whether the line is a dip in distance on a sample of its matching frames: the median
+    distance at the line is below `consistent_ratio` times the medians 0.8 and 1.6 s away
+    on either side (cheap: 4 offsets on 24 frames)."""
+    frames = np.flatnonzero(exact <= settings.match_distance)
+    if len(frames) * (t[1] - t[0] if len(t) > 1 else 0.2) < settings.consistent_min_s * 0.5:
+        return False
+    frames = frames[np.linspace(0, len(frames) - 1, num=min(samples, len(frames))).astype(int)]
+    at_line = float(np.median(exact[frames]))
+    for delta in (-1.6, -0.8, 0.8, 1.6):
+        j_d, ok_d = _nearest(times_s, s[frames] + delta, tolerance)
+        ok_d &= _apart(t[frames], times_s[j_d])
+        if ok_d.sum() < 3:
+            return False
+        d = _trimmed(replay[frames][ok_d], _warped(flat[j_d[ok_d]], geometry[frames][ok_d]), settings.trim_share)[0]
+        if at_line > settings.consistent_ratio * float(np.median(d)):
+            return False
+    return True
+
+
+def _camera_moving_share(flat: _Rows, q: np.ndarray, times_s: np.ndarray, samples: int = 24) -> float:
+    """Share of (sampled) frames whose view shifted by whole cells since 1 s or 3 s before:
+    a pan. The 3 s lag catches slow pans (0.3-0.7 cell/s) that a 1 s lag cannot resolve
+    on 16x16 thumbnails."""
+    q = q[np.linspace(0, len(q) - 1, num=min(samples, len(q))).astype(int)]
+    moved = np.zeros(len(q), bool)
+    inner = slice(2, 14)
+    for lag_s in (1.0, 3.0):
+        previous, ok = _nearest(times_s, times_s[q] - lag_s, 0.15)
+        if not ok.any():
+            continue
+        now = flat[q[ok]].reshape(-1, 16, 16)
+        before = flat[previous[ok]].reshape(-1, 16, 16)
+        current = normalise_rows(now[:, inner, inner].reshape(len(now), -1), floor=2.0)
+        costs = []
+        for dy in (-2, -1, 0, 1, 2):
+            for dx in (-2, -1, 0, 1, 2):
+                window = before[:, 2 + dy: 14 + dy, 2 + dx: 14 + dx].reshape(len(before), -1)
+                costs.append(_trimmed(current, normalise_rows(window, floor=2.0), 0.25, iterations=1)[0])
+        costs = np.stack(costs, axis=1)
+        still = costs[:, 12]                      # (dx, dy) = (0, 0)
+        moved[ok] |= (costs.argmin(axis=1) != 12) & (costs.min(axis=1) < 0.8 * still)
+    return float(moved.mean()) if len(q) else 0.0
+
+
+def _sharp_enough(times_s, flat, replay, t, s, exact, mask, geometry, tolerance, settings, step_s,
                   screen: float = 1.5) -> tuple[bool, np.ndarray]:
     """(passes, frames that pass): frames on the line that match and fit better than 1 and
     2 s away on the same cells, by `screen` times the sharpness ratio (a lenient screen; the
@@ -550,10 +883,17 @@ def _sharp_enough(times_s, flat, replay, s, exact, mask, geometry, tolerance, se
     far = np.full(len(candidates), np.inf, np.float32)
     for delta in (-2.0, -1.0, 1.0, 2.0):
         j_d, ok_d = _nearest(times_s, s[candidates] + delta, tolerance)
+        ok_d &= _apart(t[candidates], times_s[j_d])
         d = _masked(replay[candidates], _warped(flat[j_d], geometry[candidates]), mask[candidates])
         far = np.where(ok_d, np.minimum(far, d), far)
     sharp = exact[candidates] <= screen * settings.sharpness_ratio * far
     return bool(sharp.sum() * step_s >= 0.5 * settings.min_span_s), candidates[sharp]
+
+
+def _apart(t: np.ndarray, other_s: np.ndarray, min_gap_s: float = 1.0) -> np.ndarray:
+    """Comparison frames far enough from the replay frame itself to be evidence: near the turn
+    of a boomerang the source shifted by 1-2 s *is* the replay (distance 0, not a contrast)."""
+    return np.abs(t - other_s) >= min_gap_s
 
 
 def _refine_offset(near: np.ndarray) -> float:
@@ -595,16 +935,21 @@ def _repeat(run: Run, members: np.ndarray, times_s: np.ndarray, step_s: float) -
     speed = abs(run.slope)
     if abs(speed - 1.0) >= 0.015:
         parts.append(f"speed {speed:.2f}")
-    zoom, dx, dy = run.geometry
-    if zoom != 1.0 or dx or dy:
-        parts.append(f"crop {zoom:.2f}" if zoom != 1.0 else "shift")
+    zoom, dx, dy, rotation = run.geometry
+    if zoom != 1.0:
+        parts.append(f"crop {zoom:.2f}")
+    elif dx or dy:
+        parts.append("shift")
+    if rotation:
+        parts.append(f"rotate {rotation:g}")
     start_s, end_s = float(span_t[0]), float(span_t[-1] + step_s)
     # A replay's source cannot start before the stream did (sub-step refinement can say -0.06).
     source_start_s = max(0.0, float(span_s.min()))
     source_end_s = max(source_start_s, float(span_s.max()) + step_s * speed)
     similarity = float(np.clip(1.0 - run.d_exact / max(run.d_shift, 1e-6), 0.0, 1.0))
     return Repeat(start_s, end_s, source_start_s, source_end_s, similarity, "+".join(parts) or "none",
-                  run.slope, run.d_exact, run.d_shift, {"zoom": zoom, "shift_cells": [dx, dy]})
+                  run.slope, run.d_exact, run.d_shift,
+                  {"zoom": zoom, "shift_cells": [dx, dy], "rotation_deg": rotation})
 
 
 # -- all together ---------------------------------------------------------------------------
@@ -616,10 +961,33 @@ def find_repeats(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSettin
     if len(times_s) < 4:
         return []
     pairs = candidate_pairs(times_s, thumbs, settings)
-    runs: list[Run] = []
-    for alignment in alignments(times_s, pairs, settings):
-        runs.extend(verify(times_s, thumbs, alignment, settings, fingerprint_step_s))
+    found = alignments(times_s, pairs, settings)
+    del pairs
+    runs = verify_all(times_s, thumbs, found, settings, fingerprint_step_s)
     return _assign(runs, times_s, settings, fingerprint_step_s)
+
+
+def verify_all(times_s: np.ndarray, thumbs: np.ndarray, found: list[Alignment], settings: SearchSettings,
+               fingerprint_step_s: float) -> list[Run]:
+    """Verify alignments strongest first, within the budget: after `always_verify` of them,
+    stop once `max_failed_streak` in a row found nothing (the rest have even fewer votes).
+    An alignment whose votes lie in airtime that verified runs already explain (pass 3 of a
+    loop against pass 1, once pass 3 against pass 2 is verified) is skipped."""
+    runs: list[Run] = []
+    explained = np.zeros(len(times_s), bool)
+    failed = 0
+    for k, alignment in enumerate(found):
+        lo, hi = np.searchsorted(times_s, [alignment.t_lo_s, alignment.t_hi_s + 1e-6])
+        if hi > lo and explained[lo:hi].mean() >= settings.explained_skip_share:
+            continue
+        verified = verify(times_s, thumbs, alignment, settings, fingerprint_step_s)
+        for r in verified:
+            explained[r.q[0]: r.q[-1] + 1] = True
+        runs.extend(verified)
+        failed = 0 if verified else failed + 1
+        if k + 1 >= settings.always_verify and failed >= settings.max_failed_streak:
+            break
+    return runs
 
 
 def _assign(runs: list[Run], times_s: np.ndarray, settings: SearchSettings, step_s: float) -> list[Repeat]:

@@ -25,8 +25,9 @@ class RepetitionSettings(SearchSettings):
     # 0.2 s and halves memory and search work compared with the 10 Hz sampling rate.
     fingerprint_fps: float = 5.0
     # Fingerprints kept before the oldest half is thinned (memory bound: 256 B each,
-    # 400k = ~100 MB, 22 hours at 5 Hz before any thinning).
-    max_fingerprints: int = 400_000
+    # 200k = 51 MB, 11 hours at 5 Hz before any thinning). The search over 180k (10 h)
+    # peaks under 300 MB, so a stream of any length stays within that.
+    max_fingerprints: int = 200_000
     # A replay whose offset to its source is a multiple of the period within this share
     # counts as periodic.
     period_tolerance: float = 0.02
@@ -41,7 +42,7 @@ class RepetitionExtractor(FeatureExtractor):
         "distinct_clips": ColumnDoc("distinct recycled clips in the clip library", "count", ">= 0", "looped"),
         "longest_repeat_s": ColumnDoc("longest single replayed span", "s", ">= 0", "looped"),
         "period_s": ColumnDoc("loop period when the replay is periodic (missing otherwise)", "s", "> 0", "looped"),
-        "period_regularity": ColumnDoc("share of replayed airtime whose offset is a multiple of the period (missing without repeats)", "share", "0-1", "looped"),
+        "period_regularity": ColumnDoc("share of replayed airtime explained by the period: offset P, or k x P with the footage P earlier the same clip (missing without repeats)", "share", "0-1", "looped"),
         "similarity_mean": ColumnDoc("mean similarity of replayed spans to their sources (missing without repeats)", "score", "0-1", "looped"),
         "sharpness": ColumnDoc("best ratio of shifted to exact alignment distance, 1 - exact/shifted (missing without repeats)", "score", "0-1", "looped"),
         "mirrored_share": ColumnDoc("share of replayed airtime seen through a mirror flip", "share", "0-1", "looped"),
@@ -75,7 +76,7 @@ class RepetitionExtractor(FeatureExtractor):
         repeats = _split_periodic(find_repeats(times_s, thumbs, self.settings, step_s))
         duration_s = self._last_t_s + step_s
         clips = clip_library(repeats)
-        period_s, regularity = _period(repeats, self.settings.period_tolerance)
+        period_s, regularity = _period(repeats, clips, self.settings.period_tolerance)
         features = _features(repeats, clips, duration_s, period_s, regularity, len(times_s))
         evidence = [_loop_evidence(r, clips) for r in repeats]
         evidence += [_clip_evidence(k, airings) for k, airings in enumerate(clips)]
@@ -162,27 +163,39 @@ def _pieces(repeats: list[Repeat], min_piece_s: float = 2.0):
                 yield (src_lo, src_lo + (hi - lo) * speed), (lo, hi)
 
 
-def _period(repeats: list[Repeat], tolerance: float) -> tuple[float, float]:
-    """(period, regularity): the offset most replayed airtime shares, and that share.
+def _period(repeats: list[Repeat], clips, tolerance: float) -> tuple[float, float]:
+    """(period, regularity): the period that explains most replayed airtime, and that share.
 
-    Replays are split pass by pass, so a loop replays each pass from the one before: every
-    offset equals the period. A shuffled playlist has offsets of several sizes and so no
-    period, even when its clips have equal lengths.
+    A loop of period P makes the stream equal to itself P earlier. A replay may be explained
+    by any earlier pass (pass 3 by pass 1, offset 2P), so an offset k * P counts for P when
+    the footage P earlier is an airing of the same clip too: a chain of passes P apart. A
+    shuffled playlist of equal-length clips also has offsets that are multiples of the clip
+    length, but P earlier there is a different clip, so it has no period.
     """
     if not repeats:
         return math.nan, math.nan
     forward = [r for r in repeats if r.slope > 0]
     if not forward:
         return math.nan, 0.0
-    offsets = np.array([r.start_s - r.source_start_s for r in forward])
+    # Offsets between the middles of replay and source: a slope a little off 1 then moves
+    # the offset by half as much as at the start.
+    offsets = np.array([(r.start_s + r.end_s - r.source_start_s - r.source_end_s) / 2 for r in forward])
     weights = np.array([r.end_s - r.start_s for r in forward])
-    order = np.argsort(offsets)
-    cumulative = np.cumsum(weights[order])
-    median = float(offsets[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
-    consistent = np.abs(offsets - median) <= tolerance * median
-    period = float(np.average(offsets[consistent], weights=weights[consistent]))
     total = sum(r.end_s - r.start_s for r in repeats)
-    regularity = float(weights[consistent].sum() / total)
+    clip_of = [_clip_index(clips, r.start_s, r.end_s) for r in forward]
+    best = (0.0, math.nan, None)
+    for candidate in np.unique(np.round(offsets, 1)):
+        multiple = np.maximum(np.round(offsets / candidate), 1)
+        consistent = np.abs(offsets - multiple * candidate) <= tolerance * offsets
+        for k, r in enumerate(forward):
+            if consistent[k] and multiple[k] > 1:
+                consistent[k] = clip_of[k] >= 0 and \
+                    _clip_index(clips, r.start_s - candidate, r.end_s - candidate) == clip_of[k]
+        share = float(weights[consistent].sum() / total)
+        if share > best[0] + 1e-6:
+            period = float(np.average(offsets[consistent] / multiple[consistent], weights=weights[consistent]))
+            best = (share, period, consistent)
+    regularity, period, _ = best
     return (period if regularity >= 0.8 else math.nan), regularity
 
 

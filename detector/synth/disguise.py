@@ -65,9 +65,7 @@ class Disguise:
         if self.vflip:
             out = out[::-1]
         if self.hue_shift_deg:
-            hsv = cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_BGR2HSV)
-            hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(round(self.hue_shift_deg / 2))) % 180
-            out = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+            out = rotate_hue(out, self.hue_shift_deg)
         if self.contrast != 1 or self.brightness or self.gamma != 1:
             x = out.astype(np.float32)
             x = (x - 128.0) * self.contrast + 128.0 + self.brightness
@@ -87,6 +85,24 @@ class Disguise:
         if self.overlay:
             out = draw_overlays(np.ascontiguousarray(out), t_s, self.overlay, self.overlay_seed)
         return np.ascontiguousarray(out)
+
+
+def rotate_hue(frame: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate the chroma plane by `degrees`, keeping luma, as ffmpeg's `hue=h=` filter does.
+
+    (Rotating H in OpenCV's HSV, as this module did before, also changes the luma of
+    saturated colours by up to ~30 levels: a brightness disguise as well, which no hue tool
+    applies.) Only where a rotated colour leaves the RGB gamut does clipping move luma.
+    """
+    import cv2
+
+    ycc = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2YCrCb).astype(np.float32)
+    cr, cb = ycc[..., 1] - 128.0, ycc[..., 2] - 128.0
+    angle = math.radians(degrees)
+    cos, sin = math.cos(angle), math.sin(angle)
+    ycc[..., 1] = 128.0 + cos * cr + sin * cb
+    ycc[..., 2] = 128.0 - sin * cr + cos * cb
+    return cv2.cvtColor(np.clip(ycc, 0, 255).astype(np.uint8), cv2.COLOR_YCrCb2BGR)
 
 
 def _crop_rotate(frame: np.ndarray, crop: float, centre: tuple[float, float], rotation_deg: float) -> np.ndarray:
