@@ -14,7 +14,7 @@ from detector.config import ScanConfig
 from detector.extractors import REGISTRY, FeatureExtractor, build_extractors
 from detector.extractors.base import ColumnDoc
 from detector.source import DecodeStats, VideoSource
-from detector.types import Evidence, VideoMeta
+from detector.types import AudioChunk, Evidence, VideoMeta
 
 # Columns measured by the source itself while decoding (no extractor needed).
 STREAM_COLUMN_DOCS = {
@@ -89,6 +89,8 @@ def extract(
 ) -> Extraction:
     """Decode `source` once and hand each sampled frame to every extractor.
 
+    Extractors that declare `USES_AUDIO` also get the audio track, decoded in the same pass,
+    as AudioChunks; when none does, audio packets are not decoded at all.
     `source` is a path, a URL, or a VideoSource (opened or not); a source we open, we close.
     Raises SourceError when the input cannot be opened at all.
     """
@@ -101,9 +103,14 @@ def extract(
         meta = video.meta or video.open()
         for extractor in extractors:
             extractor.reset(meta)
-        for frame in _decoded_ahead(video, config.decode_ahead_frames):
-            for extractor in extractors:
-                extractor.update(frame)
+        listeners = [e for e in extractors if e.USES_AUDIO]
+        for item in _decoded_ahead(video, config.decode_ahead_frames, audio=bool(listeners)):
+            if type(item) is AudioChunk:
+                for extractor in listeners:
+                    extractor.update_audio(item)
+            else:
+                for extractor in extractors:
+                    extractor.update(item)
         features = _stream_features(video.stats, meta)
         evidence: list[Evidence] = []
         for extractor in extractors:
@@ -120,16 +127,18 @@ def extract(
 _END = object()
 
 
-def _decoded_ahead(video: VideoSource, depth: int):
-    """`video.frames()`, decoded on a background thread up to `depth` frames ahead.
+def _decoded_ahead(video: VideoSource, depth: int, audio: bool = False):
+    """`video.frames()` (`video.media()` with `audio`), decoded on a background thread up to
+    `depth` items ahead.
 
     FFmpeg's own decoding threads leave part of the machine idle while the extractors run
     on the main thread; decoding ahead overlaps the two (PyAV, NumPy and OpenCV release the
     GIL in their heavy parts). The queue is short: each queued frame pins a decoded picture.
     Errors in the decoder are re-raised here; if the consumer stops early, the thread stops.
     """
+    items = video.media if audio else video.frames
     if depth <= 0:
-        yield from video.frames()
+        yield from items()
         return
     frames: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -137,7 +146,7 @@ def _decoded_ahead(video: VideoSource, depth: int):
 
     def produce() -> None:
         try:
-            for frame in video.frames():
+            for frame in items():
                 while not stop.is_set():
                     try:
                         frames.put(frame, timeout=0.1)

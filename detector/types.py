@@ -61,6 +61,24 @@ class Frame:
         return int(self.gray.shape[1])
 
 
+@dataclass(frozen=True, eq=False)
+class AudioChunk:
+    """A run of decoded audio, mixed down to mono, with the time of its first sample.
+
+    `t_s` is on the same clock as `Frame.t_s` (seconds from the first video frame), taken
+    from the audio packets' PTS; it may be slightly negative when the audio starts first.
+    Consecutive chunks are contiguous unless the stream itself has a gap.
+    """
+
+    t_s: float
+    rate_hz: int
+    samples: np.ndarray             # float32, mono, nominally in [-1, 1]
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.rate_hz if self.rate_hz else 0.0
+
+
 @dataclass(frozen=True)
 class Evidence:
     """A span of the clip and the number behind a claim about it.
