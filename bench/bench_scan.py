@@ -25,7 +25,10 @@ import resource
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -267,6 +270,76 @@ def ensure_clip(duration_s: int) -> tuple[Path, float | None]:
     write_clip(partial, frames, FPS, codec="libx264", bitrate_kbps=BITRATE_KBPS, gop_s=GOP_S,
                bframes=BFRAMES, preset=PRESET)
     os.replace(partial, path)   # a half-written clip is never mistaken for a finished one
+    elapsed = time.perf_counter() - t0
+    print(f"  done in {elapsed:.0f} s ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
+    return path, elapsed
+
+
+AUDIO_RATE = 48000
+
+
+def soundtrack(duration_s: float, seed: int) -> np.ndarray:
+    """A never-repeating mono track: short harmonic notes (voice-like) and noise bursts at
+    random pitches, lengths and levels over faint room noise, float32 at AUDIO_RATE."""
+    rng = np.random.default_rng(seed)
+    out = (0.003 * rng.standard_normal(int(duration_s * AUDIO_RATE))).astype(np.float32)
+    t = 0.0
+    while t < duration_s:
+        length_s = rng.uniform(0.08, 0.4)
+        n, start = int(length_s * AUDIO_RATE), int(t * AUDIO_RATE)
+        tt = np.arange(n) / AUDIO_RATE
+        if rng.random() < 0.8:
+            f0 = rng.uniform(120, 600)
+            event = sum(rng.uniform(0.2, 1) / k * np.sin(2 * np.pi * f0 * k * tt + rng.uniform(0, 6)) for k in range(1, 9))
+        else:
+            event = rng.standard_normal(n)
+        event = (0.25 * np.sin(np.pi * np.arange(n) / n) ** 0.5 * event).astype(np.float32)[: len(out) - start]
+        out[start:start + len(event)] += event
+        t += length_s * rng.uniform(0.6, 1.3)
+    return out
+
+
+def ensure_clip_with_audio(video_clip: Path) -> tuple[Path, float | None]:
+    """`video_clip` remuxed (video packets copied, not re-encoded) with a stereo AAC 48 kHz
+    soundtrack, as a live stream carries: measures what decoding and analysing audio adds."""
+    import av
+
+    path = video_clip.with_name(video_clip.stem + "_aac48k.mp4")
+    if path.exists() and path.stat().st_size > 0:
+        return path, None
+    partial = path.with_name(path.stem + ".partial.mp4")
+    print(f"adding a soundtrack: {path.name} ...", flush=True)
+    t0 = time.perf_counter()
+    with av.open(str(video_clip)) as source:
+        duration_s = float(source.duration / 1_000_000) if source.duration else 600.0
+        mono = soundtrack(duration_s, SEED)
+        with av.open(str(partial), "w") as out:
+            video_in = source.streams.video[0]
+            video_out = out.add_stream_from_template(video_in)
+            audio_out = out.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
+            audio_out.bit_rate = 128_000
+            written = 0
+
+            def audio_until(t_s: float) -> None:
+                nonlocal written
+                limit = min(len(mono), int(t_s * AUDIO_RATE))
+                while written < limit:
+                    chunk = mono[written:written + 1024]
+                    frame = av.AudioFrame.from_ndarray(np.vstack([chunk, chunk]), format="fltp", layout="stereo")
+                    frame.sample_rate, frame.pts = AUDIO_RATE, written
+                    frame.time_base = Fraction(1, AUDIO_RATE)
+                    out.mux(audio_out.encode(frame))
+                    written += len(chunk)
+
+            for packet in source.demux(video_in):
+                if packet.dts is None:
+                    continue
+                audio_until(float(packet.pts * packet.time_base) + 0.5 if packet.pts is not None else 0.0)
+                packet.stream = video_out
+                out.mux(packet)
+            audio_until(len(mono) / AUDIO_RATE)
+            out.mux(audio_out.encode(None))
+    os.replace(partial, path)
     elapsed = time.perf_counter() - t0
     print(f"  done in {elapsed:.0f} s ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
     return path, elapsed

@@ -114,7 +114,7 @@ def test_audio_that_does_not_replay_is_not_flagged(scanned, name):
     assert extraction.features["audio__repeat_share"] == 0.0
     assert extraction.features["audio__longest_repeat_s"] == 0.0
     assert math.isnan(extraction.features["audio__repeat_offset_s"])
-    assert extraction.features["audio__duration_s"] == pytest.approx(CLIP_S, abs=0.6)
+    assert extraction.features["audio__duration_s"] == pytest.approx(CLIP_S, abs=0.1)
 
 
 def test_silence_is_measured_as_silence(scanned):
