@@ -52,6 +52,29 @@ class Frame:
             return cv2.cvtColor(self.gray, cv2.COLOR_GRAY2BGR)
         return self._bgr_factory()
 
+    @cached_property
+    def half(self) -> np.ndarray:
+        """`gray` at half size, each pixel the rounded mean of a 2x2 block (INTER_AREA at an
+        exact factor 2; an odd last row or column is dropped). Computed once, for every
+        extractor that works at half size: `half_crop` gives the same pixels as halving a
+        crop of `gray` that starts at even coordinates."""
+        import cv2
+
+        h, w = self.gray.shape[0] // 2, self.gray.shape[1] // 2
+        return cv2.resize(self.gray[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
+
+    def half_crop(self, y0: int, x0: int, height: int, width: int) -> np.ndarray | None:
+        """`cv2.resize(gray[y0:y0 + 2 * height, x0:x0 + 2 * width], (width, height), INTER_AREA)`
+        read from the shared `half` (a view), or None when that would not be the same pixels
+        (odd offsets, or outside the picture)."""
+        if y0 % 2 or x0 % 2 or y0 < 0 or x0 < 0:
+            return None
+        half = self.half
+        y, x = y0 // 2, x0 // 2
+        if y + height > half.shape[0] or x + width > half.shape[1]:
+            return None
+        return half[y:y + height, x:x + width]
+
     @property
     def height(self) -> int:
         return int(self.gray.shape[0])

@@ -197,7 +197,7 @@ class LayoutExtractor(FeatureExtractor):
         dt_s = t_s - self._previous_t_s
         if self._previous is not None and dt_s <= 0:
             return
-        half = g.shrink(frame.gray)
+        half = g.shrink(frame)
         self._frames += 1
         self._last_t_s = t_s
         if self._previous is not None:
@@ -356,10 +356,13 @@ class _Grid:
         self.y0 = (height_in - 2 * self.height) // 2
         self.crop = (slice(self.y0, self.y0 + 2 * self.height), slice(self.x0, self.x0 + 2 * self.width))
 
-    def shrink(self, gray: np.ndarray) -> np.ndarray:
+    def shrink(self, frame: Frame) -> np.ndarray:
         import cv2
 
-        return cv2.resize(gray[self.crop], (self.width, self.height), interpolation=cv2.INTER_AREA)
+        shared = frame.half_crop(self.y0, self.x0, self.height, self.width)
+        if shared is not None:
+            return shared
+        return cv2.resize(frame.gray[self.crop], (self.width, self.height), interpolation=cv2.INTER_AREA)
 
     def to_fraction_x(self, x_half: float) -> float:
         return float((self.x0 + 2 * x_half) / self.frame_w)
