@@ -176,7 +176,8 @@ def _decoded_ahead(video: VideoSource, depth: int, audio: bool = False):
     if depth <= 0:
         yield from items()
         return
-    frames: queue.Queue = queue.Queue(maxsize=depth)
+    # With audio about every other item is a small AudioChunk: room for `depth` frames still.
+    frames: queue.Queue = queue.Queue(maxsize=2 * depth if audio else depth)
     stop = threading.Event()
     failure: list[BaseException] = []
 

@@ -73,6 +73,7 @@ import functools
 import itertools
 import logging
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass
 
@@ -222,12 +223,13 @@ class LayoutExtractor(FeatureExtractor):
         self._cells.add(change)
         coarse = cv2.resize(change, (g.coarse_cols, g.coarse_rows), interpolation=cv2.INTER_AREA)
         coarse = coarse.ravel().astype(np.float64)
-        median = float(np.median(coarse))
+        median = _median(coarse)
         # An encoder keyframe refreshes the noise of the whole picture: the two steps around
         # it change everywhere at once, coupling every region with every other (streams use
         # a fixed 1-4 s GOP). Steps whose median change jumps well above its recent level are
         # left out of the covariance (so is a cut or a flash: just as common to all regions).
-        typical = float(np.median(self._recent_medians)) if self._recent_medians else median
+        # statistics.median: ~1 us on 21 floats, where np.median costs ~40 us of overhead.
+        typical = float(statistics.median(self._recent_medians)) if self._recent_medians else median
         self._recent_medians.append(median)
         if median > _PULSE_RATIO * typical + _PULSE_FLOOR:
             return
@@ -295,6 +297,16 @@ class LayoutExtractor(FeatureExtractor):
         frames = 255.0 * self._edge_frames          # cv2.compare marks edges with 255
         return _Maps(activity, covariance, self._edges_v / frames, self._edges_h / frames,
                      self._change_rate / (255.0 * n))
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median of a 1-D float array, exactly, at a quarter of its overhead."""
+    n = values.size
+    k = n // 2
+    if n % 2:
+        return float(np.partition(values, k)[k])
+    low_high = np.partition(values, (k - 1, k))
+    return float((low_high[k - 1] + low_high[k]) / 2)
 
 
 class _CellStats:

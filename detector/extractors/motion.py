@@ -298,7 +298,7 @@ class MotionExtractor(FeatureExtractor):
         self._local_sum += local
         self._local_sq += local * local
         self._hist[min(int(local / _HIST_BIN), _HIST_BINS - 1)] += 1
-        self._regions_active_sum += float(regions_active.mean())
+        self._regions_active_sum += np.count_nonzero(regions_active) / regions_active.size
         total = float(active_counts.sum())
         if total >= max(4.0, 0.001 * self._geometry.pixels):
             p = active_counts.ravel() / total
@@ -470,7 +470,7 @@ class _Geometry:
             # A flat or still picture: nothing to arbitrate with; only a tiny shift is harmless.
             return math.hypot(dx, dy) <= 1.0
         better = after[informative] < s.camera_gain * before[informative]
-        return float(np.mean(better)) >= s.camera_region_share
+        return np.count_nonzero(better) / better.size >= s.camera_region_share
 
     def cell_projections(self, signed: np.ndarray) -> np.ndarray:
         return self.rows_fine @ (signed * self.pattern) @ self.cols_fine
