@@ -205,3 +205,9 @@ def test_scan_cli_shows_audio_columns_and_audio_loop_evidence(clips):
     assert "audio_loop" in record["flags"]
     silent = run_cli("scan", "-f", "jsonl", "--features", "--model", "none", str(clips["no_audio"])).jsonl()[0]
     assert silent["features"]["audio__repeat_share"] is None      # missing, not zero
+
+
+def test_a_time_limit_stops_the_audio_with_the_video(clips):
+    extraction = extract(clips["looped"], ScanConfig(max_duration_s=5.0), [AudioExtractor()])
+    assert extraction.features["audio__duration_s"] == pytest.approx(5.0, abs=0.2)
+    assert audio_loops(extraction) == []        # the replay starts at 12 s

@@ -215,17 +215,18 @@ class _Fingerprinter:
         freqs = np.fft.rfftfreq(self.nfft, 1.0 / self.rate)
         high = min(s.band_high_hz, 0.48 * self.rate)
         edges = np.geomspace(s.band_low_hz, high, _BITS + 1)
-        # Band matrix: which FFT bins sum into which band (each band gets at least one bin).
-        bands = np.zeros((len(freqs), _BITS), dtype=np.float32)
-        for b in range(_BITS):
-            inside = (freqs >= edges[b]) & (freqs < edges[b + 1])
-            if not inside.any():
-                inside = np.abs(freqs - 0.5 * (edges[b] + edges[b + 1])) == np.min(np.abs(freqs - 0.5 * (edges[b] + edges[b + 1])))
-            bands[inside, b] = 1.0
-        self.bands = bands
+        # Each band is a run of FFT bins [lo, hi) (at least the one nearest its centre), summed
+        # as differences of a cumulative sum: no matrix product, so no BLAS thread pool
+        # (whose spinning workers cost more CPU than the sums themselves).
+        lo = np.searchsorted(freqs, edges[:-1], side="left")
+        hi = np.searchsorted(freqs, edges[1:], side="left")
+        empty = hi <= lo
+        nearest = np.clip(np.searchsorted(freqs, np.sqrt(edges[:-1] * edges[1:])), 0, len(freqs) - 1)
+        self.band_lo = np.where(empty, nearest, lo)
+        self.band_hi = np.where(empty, nearest + 1, hi)
         # Scale so a full-scale sine reads ~0 dBFS: mean square of the tapered window.
         self.level_scale = 1.0 / float(np.mean(self.taper ** 2))
-        self.weights = (np.uint64(1) << np.arange(_BITS, dtype=np.uint64))
+        self.shifts = np.arange(_BITS, dtype=np.uint32)
         self.half = max(1, int(round(s.history_s / s.hop_s / 2)))
         self.restart(0.0)
 
@@ -259,7 +260,9 @@ class _Fingerprinter:
         windows = np.lib.stride_tricks.sliding_window_view(buffer, self.window)[:: self.hop][:count]
         tapered = windows * self.taper
         power = np.abs(np.fft.rfft(tapered, self.nfft, axis=1)).astype(np.float32) ** 2
-        energy = np.log(power @ self.bands + 1e-12)
+        cumulative = np.zeros((count, power.shape[1] + 1))
+        np.cumsum(power, axis=1, out=cumulative[:, 1:])
+        energy = np.log(cumulative[:, self.band_hi] - cumulative[:, self.band_lo] + 1e-12)
         levels = 10.0 * np.log10(np.mean(tapered * tapered, axis=1) * self.level_scale + 1e-12)
         times = self.t0_s + (np.arange(count) * self.hop + self.window / 2) / self.rate
         consumed = count * self.hop
@@ -288,7 +291,7 @@ class _Fingerprinter:
         reference = (sums[last] - sums[first]) / (last - first)[:, None]
         residual = self.rows[ready] - reference
         residual -= np.median(residual, axis=1, keepdims=True)
-        codes = ((residual > 0).astype(np.uint64) @ self.weights).astype(np.uint32)
+        codes = np.bitwise_or.reduce((residual > 0).astype(np.uint32) << self.shifts, axis=1)
         # Too little audio before the hop since the (re)start: its code is not comparable.
         fresh = ready + self.dropped < half
         out = codes, self.row_times[ready], self.row_levels[ready], fresh
@@ -366,10 +369,20 @@ def _span_ber(codes: np.ndarray, valid: np.ndarray, offset: int, a: int, b: int,
         lo = max(a, d)
         if d <= 0 or lo >= b:
             continue
-        errors = np.bitwise_count(codes[lo:b] ^ codes[lo - d:b - d]).astype(np.float32) / _BITS
+        errors = _popcount(codes[lo:b] ^ codes[lo - d:b - d]).astype(np.float32) / _BITS
         errors[~(valid[lo:b] & valid[lo - d:b - d])] = _NEUTRAL_BER
         np.minimum(best[lo - a:], errors, out=best[lo - a:])
     return best
+
+
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    """Set bits of each uint32 (np.bitwise_count from NumPy 2; a byte table before it)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words)
+    return _POPCOUNT8[np.ascontiguousarray(words).view(np.uint8)].reshape(-1, 4).sum(axis=1)
 
 
 def _best_stretch(margin: np.ndarray) -> tuple[int, int]:
