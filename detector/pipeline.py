@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import queue
@@ -14,7 +15,7 @@ from detector.config import ScanConfig
 from detector.extractors import REGISTRY, FeatureExtractor, build_extractors
 from detector.extractors.base import ColumnDoc
 from detector.source import DecodeStats, VideoSource
-from detector.types import Evidence, VideoMeta
+from detector.types import AudioChunk, Evidence, VideoMeta
 
 # Columns measured by the source itself while decoding (no extractor needed).
 STREAM_COLUMN_DOCS = {
@@ -89,6 +90,8 @@ def extract(
 ) -> Extraction:
     """Decode `source` once and hand each sampled frame to every extractor.
 
+    Extractors that declare `USES_AUDIO` also get the audio track, decoded in the same pass,
+    as AudioChunks; when none does, audio packets are not decoded at all.
     `source` is a path, a URL, or a VideoSource (opened or not); a source we open, we close.
     Raises SourceError when the input cannot be opened at all.
     """
@@ -98,46 +101,89 @@ def extract(
     owned = not isinstance(source, VideoSource)
     video = VideoSource(source, config) if owned else source
     try:
-        meta = video.meta or video.open()
-        for extractor in extractors:
-            extractor.reset(meta)
-        for frame in _decoded_ahead(video, config.decode_ahead_frames):
-            for extractor in extractors:
-                extractor.update(frame)
-        features = _stream_features(video.stats, meta)
-        evidence: list[Evidence] = []
-        for extractor in extractors:
-            values, found = extractor.finalize()
-            features.update({f"{extractor.name}__{k}": float(values.get(k, math.nan)) for k in extractor.FEATURES})
-            evidence.extend(found)
+        with _opencv_single_threaded():
+            return _extract(video, config, extractors)
     finally:
         if owned:
             video.close()
+
+
+def _extract(video: VideoSource, config: ScanConfig, extractors: Sequence[FeatureExtractor]) -> Extraction:
+    """The pass itself: frames (and audio) to the extractors, then their results."""
+    meta = video.meta or video.open()
+    for extractor in extractors:
+        extractor.reset(meta)
+    listeners = [e for e in extractors if e.USES_AUDIO]
+    for item in _decoded_ahead(video, config.decode_ahead_frames, audio=bool(listeners)):
+        if type(item) is AudioChunk:
+            for extractor in listeners:
+                extractor.update_audio(item)
+        else:
+            for extractor in extractors:
+                extractor.update(item)
+    features = _stream_features(video.stats, meta)
+    evidence: list[Evidence] = []
+    for extractor in extractors:
+        values, found = extractor.finalize()
+        features.update({f"{extractor.name}__{k}": float(values.get(k, math.nan)) for k in extractor.FEATURES})
+        evidence.extend(found)
     evidence.sort(key=lambda e: (e.start_s, e.kind))
     return Extraction(meta=meta, features=features, evidence=evidence, stats=video.stats)
 
 
 _END = object()
+_opencv_lock = threading.Lock()
+_opencv_users = 0
+_opencv_threads_before = 0
 
 
-def _decoded_ahead(video: VideoSource, depth: int):
-    """`video.frames()`, decoded on a background thread up to `depth` frames ahead.
+@contextlib.contextmanager
+def _opencv_single_threaded():
+    """OpenCV's own thread pool off while extracting (restored afterwards).
+
+    FFmpeg's decoding threads already keep every core busy; OpenCV splitting a 320-px
+    resize or a cascade search across its pool only adds wake-ups and contention (measured:
+    ~0.1-0.3 ms more CPU per sampled frame with the pool on). The setting is process-wide, so
+    concurrent extractions share one count and the last one out restores it.
+    """
+    global _opencv_users, _opencv_threads_before
+    import cv2
+
+    with _opencv_lock:
+        if _opencv_users == 0:
+            _opencv_threads_before = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+        _opencv_users += 1
+    try:
+        yield
+    finally:
+        with _opencv_lock:
+            _opencv_users -= 1
+            if _opencv_users == 0:
+                cv2.setNumThreads(_opencv_threads_before)
+
+
+def _decoded_ahead(video: VideoSource, depth: int, audio: bool = False):
+    """`video.frames()` (`video.media()` with `audio`), decoded on a background thread up to
+    `depth` items ahead.
 
     FFmpeg's own decoding threads leave part of the machine idle while the extractors run
     on the main thread; decoding ahead overlaps the two (PyAV, NumPy and OpenCV release the
     GIL in their heavy parts). The queue is short: each queued frame pins a decoded picture.
     Errors in the decoder are re-raised here; if the consumer stops early, the thread stops.
     """
+    items = video.media if audio else video.frames
     if depth <= 0:
-        yield from video.frames()
+        yield from items()
         return
-    frames: queue.Queue = queue.Queue(maxsize=depth)
+    # With audio about every other item is a small AudioChunk: room for `depth` frames still.
+    frames: queue.Queue = queue.Queue(maxsize=2 * depth if audio else depth)
     stop = threading.Event()
     failure: list[BaseException] = []
 
     def produce() -> None:
         try:
-            for frame in video.frames():
+            for frame in items():
                 while not stop.is_set():
                     try:
                         frames.put(frame, timeout=0.1)

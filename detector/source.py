@@ -5,6 +5,11 @@ keyframes only in triage mode), takes time from PTS, and converts only the sampl
 the luma plane is shrunk with INTER_AREA (~0.3 ms at 720p) and colour is built on demand from
 the chroma planes. Frame count and duration are counted while decoding, because container
 metadata lies.
+
+`VideoSource.media()` is the same pass with the audio track decoded too: the first audio
+stream's packets come out of the same demuxer as the video's, and are decoded, mixed down to
+mono and handed out as `AudioChunk`s (timed from their PTS on the video's clock) between the
+sampled frames. `frames()` leaves audio packets undecoded.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +26,7 @@ from types import TracebackType
 import numpy as np
 
 from detector.config import ScanConfig
-from detector.types import Frame, VideoMeta
+from detector.types import AudioChunk, Frame, VideoMeta
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,9 @@ class DecodeStats:
     stopped_early: str | None = None      # why decoding stopped before the end, if it did
     nominal_interval_s: float = 0.0       # 1 / declared rate: the duration of a lone frame
     errors: list[str] = field(default_factory=list)
+    audio_chunks: int = 0                 # AudioChunks handed out by media()
+    audio_samples: int = 0                # mono samples in them
+    audio_decode_errors: int = 0          # audio packets that failed to decode (skipped)
 
     @property
     def duration_s(self) -> float:
@@ -149,6 +158,10 @@ class VideoSource:
         self._decoded: Iterator = iter(())
         self._first_frame = None
         self._iterated = False
+        self._audio_stream = None
+        # Audio packets demuxed since the last video frame came out; decoded only by media().
+        self._audio_packets: deque = deque()
+        self._time_base_s: float | None = None       # float(video time_base), cached
 
     # -- resource handling ----------------------------------------------------------------
     def __enter__(self) -> VideoSource:
@@ -232,6 +245,11 @@ class VideoSource:
             stream.thread_type = "AUTO"
         cc.thread_count = self.config.decode_threads
         self._stream = stream
+        # Demuxed with the video in one pass (decoding it is left to media()): packets of a
+        # stream nobody asked for would be read from the file anyway.
+        self._audio_stream = container.streams.audio[0] if container.streams.audio else None
+        if stream.time_base:
+            self._time_base_s = float(stream.time_base)
 
         rate = stream.average_rate or stream.guessed_rate
         self.stats.nominal_interval_s = 1.0 / float(rate) if rate else 0.0
@@ -280,7 +298,9 @@ class VideoSource:
         """Every decoded av.VideoFrame; demux/decode failures become stats, not exceptions."""
         import av
 
-        packets = self._container.demux(self._stream)
+        streams = [self._stream] + ([self._audio_stream] if self._audio_stream is not None else [])
+        packets = self._container.demux(*streams)
+        audio = self._audio_stream
         while True:
             try:
                 packet = next(packets)
@@ -293,6 +313,9 @@ class VideoSource:
             except (av.error.FFmpegError, OSError) as exc:
                 self.stats.stopped_early = f"read failed: {_ffmpeg_message(exc)}"
                 return
+            if audio is not None and packet.stream is audio:
+                self._audio_packets.append(packet)
+                continue
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as exc:
@@ -305,11 +328,24 @@ class VideoSource:
 
     def frames(self) -> Iterator[Frame]:
         """Sampled frames with true timestamps, rotated and resized to the analysis size."""
+        yield from self._sampled(audio=False)
+
+    def media(self) -> Iterator[Frame | AudioChunk]:
+        """`frames()` with the audio track decoded in the same pass, as mono AudioChunks.
+
+        Each chunk holds the audio decoded since the previous item (contiguous runs are
+        joined), so chunks arrive roughly every sampled frame, not necessarily in time order
+        with the frames. Inputs without audio yield frames only.
+        """
+        yield from self._sampled(audio=True)
+
+    def _sampled(self, audio: bool) -> Iterator[Frame | AudioChunk]:
         if self._container is None:
             self.open()
         if self._iterated:
             raise RuntimeError("VideoSource.frames() can be iterated only once: it decodes the stream")
         self._iterated = True
+        audio_decoder = _AudioDecoder(self._audio_stream, self.stats) if audio and self._audio_stream else None
         meta = self.meta
         step_s = 1.0 / self.config.sample_fps if self.config.sample_fps > 0 else 0.0
         next_sample_s = 0.0
@@ -325,6 +361,8 @@ class VideoSource:
             if t_s > limit_s:
                 stats.stopped_early = stats.stopped_early or "time limit"
                 break
+            if audio_decoder is None:
+                self._audio_packets.clear()
             stats.record_time(t_s, previous_t_s)
             stats.frames_decoded += 1
             index = stats.frames_decoded - 1
@@ -335,13 +373,25 @@ class VideoSource:
             next_sample_s += step_s
             if next_sample_s <= t_s:
                 next_sample_s = (math.floor(t_s / step_s) + 1) * step_s if step_s else t_s
+            if audio_decoder is not None:
+                # The audio demuxed so far, once per sampled frame (~100 ms at the default rate).
+                yield from audio_decoder.chunks(self._audio_packets, stats.first_time_s, limit_s)
             frame = self._convert(av_frame, index, t_s, meta)
             stats.frames_sampled += 1
             yield frame
+        if audio_decoder is not None and stats.first_time_s is not None:
+            # Audio muxed after the last video frame, then whatever the decoder still holds.
+            yield from audio_decoder.chunks(self._audio_packets, stats.first_time_s, limit_s)
+        self._audio_packets.clear()
 
     def _frame_time(self, av_frame, previous_t_s: float | None) -> float:
-        if av_frame.pts is not None and av_frame.time_base:
-            return float(av_frame.pts * av_frame.time_base)
+        pts = av_frame.pts
+        if pts is not None:
+            # A float multiply: `pts * time_base` would build a Fraction for every decoded frame.
+            if self._time_base_s is not None:
+                return pts * self._time_base_s
+            if av_frame.time_base:
+                return float(pts * av_frame.time_base)
         # No PTS (some raw streams): step by the declared rate, counted as an irregularity.
         self.stats.missing_pts += 1
         fps = self.meta.declared_fps or 25.0
@@ -377,6 +427,97 @@ class VideoSource:
             return _rotate(image, rotation)
 
         return Frame(index=index, t_s=t_s, gray=gray, _bgr_factory=bgr)
+
+
+class _AudioDecoder:
+    """Decodes queued audio packets into mono float32 AudioChunks on the video's clock."""
+
+    def __init__(self, stream, stats: DecodeStats) -> None:
+        self.stream = stream
+        self.stats = stats
+        self.time_base_s = float(stream.time_base) if stream.time_base else None
+        self.next_t_abs: float | None = None      # where the previous decoded frame ended
+
+    def chunks(self, packets: deque, origin_s: float, limit_s: float) -> Iterator[AudioChunk]:
+        """Decode and empty `packets`; yield one chunk per contiguous run of samples.
+
+        The demuxer ends each stream with an empty packet, which drains the decoder.
+        """
+        import av
+
+        parts: list[np.ndarray] = []
+        run_start_s = 0.0
+        rate = 0
+        while packets:
+            packet = packets.popleft()
+            try:
+                frames = self.stream.codec_context.decode(packet)
+            except av.error.FFmpegError as exc:
+                self.stats.audio_decode_errors += 1
+                if len(self.stats.errors) < 5:
+                    self.stats.errors.append(f"audio: {_ffmpeg_message(exc)}")
+                continue
+            for frame in frames:
+                samples = _mono(frame)
+                if samples is None or not len(samples):
+                    continue
+                t_abs = self._time(frame)
+                frame_rate = int(frame.sample_rate)
+                contiguous = parts and frame_rate == rate and abs(t_abs - self.next_t_abs) < 0.5 / rate + 1e-3
+                if parts and not contiguous:
+                    chunk = self._chunk(run_start_s, rate, parts, limit_s)
+                    if chunk is not None:
+                        yield chunk
+                    parts = []
+                if not parts:
+                    run_start_s, rate = t_abs - origin_s, frame_rate
+                parts.append(samples)
+                self.next_t_abs = t_abs + len(samples) / frame_rate
+        if parts:
+            chunk = self._chunk(run_start_s, rate, parts, limit_s)
+            if chunk is not None:
+                yield chunk
+
+    def _time(self, frame) -> float:
+        if frame.pts is not None and self.time_base_s is not None:
+            return frame.pts * self.time_base_s
+        if frame.pts is not None and frame.time_base:
+            return float(frame.pts * frame.time_base)
+        # No PTS: continue where the previous frame ended.
+        return self.next_t_abs if self.next_t_abs is not None else 0.0
+
+    def _chunk(self, t_s: float, rate: int, parts: list[np.ndarray], limit_s: float) -> AudioChunk | None:
+        samples = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if math.isfinite(limit_s):
+            samples = samples[: max(0, int(math.ceil((limit_s - t_s) * rate)))]
+        if not len(samples):
+            return None
+        self.stats.audio_chunks += 1
+        self.stats.audio_samples += len(samples)
+        return AudioChunk(t_s=t_s, rate_hz=rate, samples=samples)
+
+
+_SAMPLE_SCALE = {"u8": 1 / 128.0, "s16": 1 / 32768.0, "s32": 1 / 2147483648.0, "s64": 1 / 9.223372036854776e18}
+
+
+def _mono(frame) -> np.ndarray | None:
+    """The frame's samples as mono float32 (channels averaged); None for unknown formats."""
+    data = frame.to_ndarray()
+    fmt = frame.format
+    channels = max(1, len(frame.layout.channels))
+    if not fmt.is_planar:
+        data = data.reshape(-1, channels).T
+    name = fmt.name.rstrip("p")
+    if name in ("flt", "dbl"):
+        data = data.astype(np.float32, copy=False)
+    elif name in _SAMPLE_SCALE:
+        data = data.astype(np.float32)
+        if name == "u8":
+            data -= 128.0
+        data *= _SAMPLE_SCALE[name]
+    else:
+        return None
+    return data[0].copy() if data.shape[0] == 1 else data.mean(axis=0, dtype=np.float32)
 
 
 def _ffmpeg_message(exc: BaseException) -> str:

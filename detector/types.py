@@ -52,6 +52,29 @@ class Frame:
             return cv2.cvtColor(self.gray, cv2.COLOR_GRAY2BGR)
         return self._bgr_factory()
 
+    @cached_property
+    def half(self) -> np.ndarray:
+        """`gray` at half size, each pixel the rounded mean of a 2x2 block (INTER_AREA at an
+        exact factor 2; an odd last row or column is dropped). Computed once, for every
+        extractor that works at half size: `half_crop` gives the same pixels as halving a
+        crop of `gray` that starts at even coordinates."""
+        import cv2
+
+        h, w = self.gray.shape[0] // 2, self.gray.shape[1] // 2
+        return cv2.resize(self.gray[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
+
+    def half_crop(self, y0: int, x0: int, height: int, width: int) -> np.ndarray | None:
+        """`cv2.resize(gray[y0:y0 + 2 * height, x0:x0 + 2 * width], (width, height), INTER_AREA)`
+        read from the shared `half` (a view), or None when that would not be the same pixels
+        (odd offsets, or outside the picture)."""
+        if y0 % 2 or x0 % 2 or y0 < 0 or x0 < 0:
+            return None
+        half = self.half
+        y, x = y0 // 2, x0 // 2
+        if y + height > half.shape[0] or x + width > half.shape[1]:
+            return None
+        return half[y:y + height, x:x + width]
+
     @property
     def height(self) -> int:
         return int(self.gray.shape[0])
@@ -59,6 +82,24 @@ class Frame:
     @property
     def width(self) -> int:
         return int(self.gray.shape[1])
+
+
+@dataclass(frozen=True, eq=False)
+class AudioChunk:
+    """A run of decoded audio, mixed down to mono, with the time of its first sample.
+
+    `t_s` is on the same clock as `Frame.t_s` (seconds from the first video frame), taken
+    from the audio packets' PTS; it may be slightly negative when the audio starts first.
+    Consecutive chunks are contiguous unless the stream itself has a gap.
+    """
+
+    t_s: float
+    rate_hz: int
+    samples: np.ndarray             # float32, mono, nominally in [-1, 1]
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.rate_hz if self.rate_hz else 0.0
 
 
 @dataclass(frozen=True)

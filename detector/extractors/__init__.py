@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from detector.extractors.audio import AudioExtractor
 from detector.extractors.base import FeatureExtractor
 from detector.extractors.basic import BasicStatsExtractor
 from detector.extractors.face import FaceExtractor
@@ -14,7 +15,7 @@ from detector.extractors.signal import SignalExtractor
 REGISTRY: dict[str, type[FeatureExtractor]] = {
     cls.name: cls
     for cls in (BasicStatsExtractor, MotionExtractor, RepetitionExtractor, ShotsExtractor, SignalExtractor,
-                LayoutExtractor, FaceExtractor)
+                LayoutExtractor, FaceExtractor, AudioExtractor)
 }
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 from detector.config import ScanConfig
-from detector.types import Evidence, Frame, VideoMeta
+from detector.types import AudioChunk, Evidence, Frame, VideoMeta
 
 
 class ColumnDoc(NamedTuple):
@@ -42,6 +42,9 @@ class FeatureExtractor(ABC):
     # A frozen dataclass of this extractor's tunables, with their defaults; a TOML table
     # named after the extractor (e.g. `[shots]`) overrides them.
     Settings: ClassVar[type] = NoSettings
+    # True for extractors that listen to the soundtrack: the scanner then decodes the audio
+    # track in the same pass and calls `update_audio` with each chunk.
+    USES_AUDIO: ClassVar[bool] = False
 
     def __init__(self, config: ScanConfig | None = None) -> None:
         self.config = config or ScanConfig()
@@ -54,6 +57,14 @@ class FeatureExtractor(ABC):
     @abstractmethod
     def update(self, frame: Frame) -> None:
         """Take one sampled frame."""
+
+    def update_audio(self, chunk: AudioChunk) -> None:
+        """Take one chunk of the soundtrack (called only when USES_AUDIO is set).
+
+        Chunks come in time order among themselves, interleaved with frames in no fixed
+        order. The default, for video-only extractors, is to ignore them.
+        """
+        return None
 
     @abstractmethod
     def finalize(self) -> tuple[dict[str, float], list[Evidence]]:

@@ -73,6 +73,7 @@ import functools
 import itertools
 import logging
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass
 
@@ -197,7 +198,7 @@ class LayoutExtractor(FeatureExtractor):
         dt_s = t_s - self._previous_t_s
         if self._previous is not None and dt_s <= 0:
             return
-        half = g.shrink(frame.gray)
+        half = g.shrink(frame)
         self._frames += 1
         self._last_t_s = t_s
         if self._previous is not None:
@@ -222,12 +223,13 @@ class LayoutExtractor(FeatureExtractor):
         self._cells.add(change)
         coarse = cv2.resize(change, (g.coarse_cols, g.coarse_rows), interpolation=cv2.INTER_AREA)
         coarse = coarse.ravel().astype(np.float64)
-        median = float(np.median(coarse))
+        median = _median(coarse)
         # An encoder keyframe refreshes the noise of the whole picture: the two steps around
         # it change everywhere at once, coupling every region with every other (streams use
         # a fixed 1-4 s GOP). Steps whose median change jumps well above its recent level are
         # left out of the covariance (so is a cut or a flash: just as common to all regions).
-        typical = float(np.median(self._recent_medians)) if self._recent_medians else median
+        # statistics.median: ~1 us on 21 floats, where np.median costs ~40 us of overhead.
+        typical = float(statistics.median(self._recent_medians)) if self._recent_medians else median
         self._recent_medians.append(median)
         if median > _PULSE_RATIO * typical + _PULSE_FLOOR:
             return
@@ -297,6 +299,16 @@ class LayoutExtractor(FeatureExtractor):
                      self._change_rate / (255.0 * n))
 
 
+def _median(values: np.ndarray) -> float:
+    """np.median of a 1-D float array, exactly, at a quarter of its overhead."""
+    n = values.size
+    k = n // 2
+    if n % 2:
+        return float(np.partition(values, k)[k])
+    low_high = np.partition(values, (k - 1, k))
+    return float((low_high[k - 1] + low_high[k]) / 2)
+
+
 class _CellStats:
     """Running sums of each cell's change, for its spread over time (activity)."""
 
@@ -356,10 +368,13 @@ class _Grid:
         self.y0 = (height_in - 2 * self.height) // 2
         self.crop = (slice(self.y0, self.y0 + 2 * self.height), slice(self.x0, self.x0 + 2 * self.width))
 
-    def shrink(self, gray: np.ndarray) -> np.ndarray:
+    def shrink(self, frame: Frame) -> np.ndarray:
         import cv2
 
-        return cv2.resize(gray[self.crop], (self.width, self.height), interpolation=cv2.INTER_AREA)
+        shared = frame.half_crop(self.y0, self.x0, self.height, self.width)
+        if shared is not None:
+            return shared
+        return cv2.resize(frame.gray[self.crop], (self.width, self.height), interpolation=cv2.INTER_AREA)
 
     def to_fraction_x(self, x_half: float) -> float:
         return float((self.x0 + 2 * x_half) / self.frame_w)

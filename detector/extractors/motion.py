@@ -190,7 +190,7 @@ class MotionExtractor(FeatureExtractor):
         if self._geometry is None or self._geometry.shape_in != frame.gray.shape:
             self._geometry = _Geometry(frame.gray.shape, self.settings)
             self._previous = None
-        small = self._geometry.shrink(frame.gray)
+        small = self._geometry.shrink(frame)
         t_s = frame.t_s
         if self._first_t_s is None:
             self._first_t_s = t_s
@@ -298,7 +298,7 @@ class MotionExtractor(FeatureExtractor):
         self._local_sum += local
         self._local_sq += local * local
         self._hist[min(int(local / _HIST_BIN), _HIST_BINS - 1)] += 1
-        self._regions_active_sum += float(regions_active.mean())
+        self._regions_active_sum += np.count_nonzero(regions_active) / regions_active.size
         total = float(active_counts.sum())
         if total >= max(4.0, 0.001 * self._geometry.pixels):
             p = active_counts.ravel() / total
@@ -400,11 +400,20 @@ class _Geometry:
         self.rows_coarse, self.cols_coarse = _block_matrices(self.height, self.width, grid)
         self.rows_fine, self.cols_fine = _block_matrices(self.height, self.width, fine)
 
-    def shrink(self, gray: np.ndarray) -> np.ndarray:
+    def shrink(self, frame: Frame) -> np.ndarray:
         import cv2
 
-        small = gray[self.crop]
-        for _ in range(self.halvings):
+        halvings = self.halvings
+        small = None
+        if halvings:
+            # The first halving is the frame's shared half-size copy when the crop allows.
+            crop_h, crop_w = self.crop[0].stop - self.y0, self.crop[1].stop - self.x0
+            small = frame.half_crop(self.y0, self.x0, crop_h // 2, crop_w // 2)
+        if small is None:
+            small = frame.gray[self.crop]
+        else:
+            halvings -= 1
+        for _ in range(halvings):
             small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA)
         return small.astype(np.float32)
 
@@ -461,7 +470,7 @@ class _Geometry:
             # A flat or still picture: nothing to arbitrate with; only a tiny shift is harmless.
             return math.hypot(dx, dy) <= 1.0
         better = after[informative] < s.camera_gain * before[informative]
-        return float(np.mean(better)) >= s.camera_region_share
+        return np.count_nonzero(better) / better.size >= s.camera_region_share
 
     def cell_projections(self, signed: np.ndarray) -> np.ndarray:
         return self.rows_fine @ (signed * self.pattern) @ self.cols_fine
