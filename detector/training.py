@@ -82,8 +82,10 @@ def grouped_splits(y, groups, n_splits: int, random_state: int):
 
 
 def fit(X, y, groups, recipe: Recipe):
-    """The calibrated model: fold models fitted on grouped folds, calibrated on the held-out
-    groups, averaged (CalibratedClassifierCV with ensemble=True)."""
+    """The calibrated model: one learner fitted on all rows, its probabilities mapped by a
+    calibrator fitted on out-of-fold scores from grouped folds (CalibratedClassifierCV with
+    ensemble=False: one learner instead of one per fold keeps the model file ~5x smaller,
+    and scored as well in grouped CV on the default corpus)."""
     import numpy as np
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.compose import ColumnTransformer
@@ -99,7 +101,7 @@ def fit(X, y, groups, recipe: Recipe):
         ("measured_columns", ColumnTransformer([("kept", "passthrough", keep)], remainder="drop")),
         ("classifier", base_estimator(recipe)),
     ])
-    model = CalibratedClassifierCV(estimator, method=recipe.calibration, cv=splits, ensemble=True)
+    model = CalibratedClassifierCV(estimator, method=recipe.calibration, cv=splits, ensemble=False)
     with single_threaded():
         return model.fit(X, y)
 
