@@ -638,7 +638,7 @@ def verify(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settin
 
 
 def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settings: SearchSettings,
-                   fingerprint_step_s: float, margin: float, refine: bool = True) -> list[Run]:
+                   fingerprint_step_s: float, margin: float) -> list[Run]:
     transform, direction = _variants()[alignment.variant]
     slope, intercept = alignment.slope, alignment.intercept
     q = np.flatnonzero((times_s >= alignment.t_lo_s - margin) & (times_s <= alignment.t_hi_s + margin))
@@ -699,15 +699,6 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
         if abs(delta) >= 1.0:
             far_masked[c] = np.where(ok_d, np.minimum(far_masked[c], _masked(replay[c], src, mask[c])), far_masked[c])
     best_delta = _DELTAS_S[np.argmin(near, axis=1)]
-    if refine:
-        # The votes' slope is only as good as their 0.4 s grid; the best offset of each frame
-        # measures the line directly. If it drifts along the span, verify the corrected line.
-        voted = (t >= alignment.t_lo_s) & (t <= alignment.t_hi_s)
-        better = _refined_line(t, s, best_delta, voted & (exact <= settings.match_distance), slope, settings)
-        if better is not None:
-            return _verify_window(times_s, thumbs, dataclasses.replace(alignment, slope=better[0],
-                                                                       intercept=better[1]),
-                                  settings, fingerprint_step_s, margin, refine=False)
     pinned = np.abs(best_delta) <= 0.3
     # Where the footage barely changes over +-2 s every offset fits about as well: such
     # frames do not contradict the line (the run-level sharpness test still has to pass).
@@ -778,20 +769,6 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
             continue
         repeats.append(run(sel, good, d_exact, d_shift))
     return repeats
-
-
-def _refined_line(t: np.ndarray, s: np.ndarray, best_delta: np.ndarray, fits: np.ndarray, slope: float,
-                  settings: SearchSettings) -> tuple[float, float] | None:
-    """(slope, intercept) through the frames' best source times, when it differs from the
-    line's slope by >= 0.01 over >= 8 s of frames that fit (within the votes' extent); else None."""
-    use = fits & (np.abs(best_delta) <= 1.0)
-    if use.sum() < 20 or np.ptp(t[use]) < 8.0:
-        return None
-    new_slope, new_intercept = np.polyfit(t[use], s[use] + best_delta[use], 1)
-    if abs(new_slope - slope) < 0.01 or abs(abs(new_slope) - 1.0) > settings.slope_tolerance or \
-            np.sign(new_slope) != np.sign(slope):
-        return None
-    return float(new_slope), float(new_intercept)
 
 
 def _extend(t: np.ndarray, lo: int, hi: int, extendable: np.ndarray, max_gap_s: float) -> tuple[int, int]:

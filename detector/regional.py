@@ -27,7 +27,7 @@ class RegionalSettings:
     step_s: float = 0.4              # resampling step of the cell series (2.5 Hz)
     min_period_s: float = 4.0
     max_period_s: float = 600.0
-    min_correlation: float = 0.65    # a cell repeats when its change correlates this much a period later
+    min_correlation: float = 0.75    # a cell repeats when its change correlates this much a period later
     min_cells: int = 4               # smallest region reported (4 of 256 cells)
     max_share_of_active: float = 0.6  # above this the whole frame loops: the main search reports it
     noise_level: float = 0.8         # per-cell change (luma levels) under which a cell is still
