@@ -216,10 +216,7 @@ def _plots(metrics: dict[str, Any], out: Path) -> list[Path]:
     ax.set_xlabel("predicted")
     ax.set_ylabel("truth")
     ax.set_title(f"macro-F1 {metrics['macro_f1']:.3f}")
-    fig.tight_layout()
-    paths.append(out / "confusion.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
+    paths.append(_save(fig, out / "confusion.png"))
 
     bins = metrics["calibration"]["bins"]
     fig, ax = plt.subplots(figsize=(4.5, 4.2))
@@ -228,10 +225,7 @@ def _plots(metrics: dict[str, Any], out: Path) -> list[Path]:
     ax.set_xlabel("confidence of the verdict")
     ax.set_ylabel("share correct")
     ax.set_title(f"reliability (ECE {metrics['calibration']['expected_calibration_error']:.3f})")
-    fig.tight_layout()
-    paths.append(out / "reliability.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
+    paths.append(_save(fig, out / "reliability.png"))
 
     variants = metrics["per_variant_recall"]
     names = sorted(variants, key=lambda v: (variants[v]["label"], v))
@@ -242,11 +236,17 @@ def _plots(metrics: dict[str, Any], out: Path) -> list[Path]:
     ax.invert_yaxis()
     ax.set_xlabel("recall")
     ax.set_title("recall per variant")
-    fig.tight_layout()
-    paths.append(out / "variant_recall.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
+    paths.append(_save(fig, out / "variant_recall.png"))
     return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def format_report(report: EvaluationReport) -> str:
