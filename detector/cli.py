@@ -120,6 +120,7 @@ def scan(
     import time
 
     from detector.batch import ClipJob, ResultsFile, record_from_dict, task_for_workers
+    from detector.progress import ProgressBar
     from detector.scan import ScanRecord, is_flagged
 
     started = time.monotonic()
@@ -169,13 +170,13 @@ def scan(
         stdout.add(index, record)
     with contextlib.ExitStack() as stack:
         journal = stack.enter_context(results) if results is not None else None
-        advance = stack.enter_context(_progress(len(items), done=len(records)))
+        advance = stack.enter_context(ProgressBar("scanning", len(items), done=len(records)))
         for index, record in known_now:
             if journal is not None:
                 journal.append(record, features)
             records[index] = record
             stdout.add(index, record)
-            advance(record)
+            advance(record.error is not None)
         for job, outcome in _engine(engine, scheduler, n_workers, timeout, len(jobs)).run(task, jobs):
             if journal is not None:
                 journal.append(outcome.record, features, outcome.visuals)
@@ -183,7 +184,7 @@ def scan(
             if outcome.visuals is not None:
                 visuals[job.index] = outcome.visuals
             stdout.add(job.index, outcome.record)
-            advance(outcome.record)
+            advance(outcome.record.error is not None)
     stdout.close()
 
     ordered = [records[i] for i in range(len(items))]
@@ -283,38 +284,6 @@ class _InputOrderWriter:
 from detector.cli_samples import samples_app  # noqa: E402  (typer only; the corpus loads lazily)
 
 app.add_typer(samples_app, name="samples")
-
-
-class _progress:
-    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
-
-    def __init__(self, total: int, done: int = 0) -> None:
-        self.total, self.done = total, done
-        self._progress = None
-
-    def __enter__(self):
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(
-                TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn(),
-                console=Console(stderr=True), transient=True, refresh_per_second=2,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("scan", total=self.total, completed=self.done, failed=0)
-            self._failed = 0
-        return self._advance
-
-    def _advance(self, record) -> None:
-        if self._progress is not None:
-            self._failed += record.error is not None
-            self._progress.update(self._task, advance=1, failed=self._failed)
-
-    def __exit__(self, *exc_info) -> None:
-        if self._progress is not None:
-            self._progress.stop()
 
 
 # The researcher's commands live in their own module.

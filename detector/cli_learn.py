@@ -6,7 +6,6 @@ Data and tables go to files, summaries to stdout, progress and failures to stder
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -34,40 +33,25 @@ def _config(config_file: Optional[Path]):
 
 
 def _default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    from detector.batch import default_workers
+
+    return default_workers()
 
 
-class _RowProgress:
-    """A rich progress bar over clips on stderr when it is a terminal."""
+def _progress(data):
+    """The clip-count progress bar (stderr, terminals only) for extracting DATA's features."""
+    from detector.dataset import read_dataset
+    from detector.progress import ProgressBar
 
-    def __init__(self, data) -> None:
-        self.data = data
-        self.progress = None
+    try:
+        total = len(read_dataset(data)) if sys.stderr.isatty() else None
+    except Exception:   # a bad DATA is reported by the command itself
+        total = None
+    return ProgressBar("features", total)
 
-    def __enter__(self):
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            from detector.dataset import read_dataset
-
-            try:
-                total = len(read_dataset(self.data))
-            except Exception:
-                total = None
-            self.progress = Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                     console=Console(stderr=True), transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task("features", total=total)
-        return self.advance
-
-    def advance(self, row) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, advance=1)
-
-    def __exit__(self, *exc_info) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+def _advance_row(advance):
+    return lambda row: advance(bool(row.get("error")))
 
 
 def _load(data: str, config, workers: int):
@@ -79,8 +63,8 @@ def _load(data: str, config, workers: int):
         if is_table_path(data):
             table = load_table(data, config)
         else:
-            with _RowProgress(data) as advance:
-                table = load_table(data, config, workers, on_row=advance)
+            with _progress(data) as advance:
+                table = load_table(data, config, workers, on_row=_advance_row(advance))
     except (DatasetError, TableError) as exc:
         raise _fail(str(exc)) from None
     print_failures(table)
@@ -102,8 +86,8 @@ def features_command(
         raise _fail(f"output must end in .parquet or .csv, got {output.name}")
     config = _config(config_file)
     try:
-        with _RowProgress(data) as advance:
-            table = features(data, output, config, workers or _default_workers(), on_row=advance)
+        with _progress(data) as advance:
+            table = features(data, output, config, workers or _default_workers(), on_row=_advance_row(advance))
     except DatasetError as exc:
         raise _fail(str(exc)) from None
     print_failures(table)

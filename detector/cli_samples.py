@@ -51,44 +51,12 @@ def make(
     corpus_set = QUICK if quick else LONG if long else DEFAULT
     n = per_class or DEFAULT_PER_CLASS[corpus_set.name]
     jobs_list = plan(n, seed, corpus_set, audio=audio)
-    with _Progress(len(jobs_list)) as on_done:
-        report = build(out, jobs_list, n_jobs=jobs, on_done=on_done)
+    from detector.progress import ProgressBar
+
+    with ProgressBar("making clips", len(jobs_list)) as advance:
+        report = build(out, jobs_list, n_jobs=jobs, on_done=lambda job, error: advance(error is not None))
     typer.echo(f"{len(report.written)} clip(s) written, {len(report.skipped)} already there, "
                f"{len(report.failed)} failed -> {out / 'manifest.csv'}", err=True)
     for path, error in report.failed.items():
         typer.echo(f"failed: {path}: {error}", err=True)
     raise typer.Exit(EXIT_ERROR if report.failed else EXIT_OK)
-
-
-class _Progress:
-    """A rich progress bar on stderr (hidden when stderr is not a terminal)."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.failed = 0
-
-    def __enter__(self):
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        console = Console(stderr=True)
-        self.progress = Progress(TextColumn("making clips"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
-                                 TimeRemainingColumn(), console=console, disable=not console.is_terminal)
-        self.progress.start()
-        self.task = self.progress.add_task("make", total=self.total, failed=0)
-        return self.advance
-
-    def advance(self, job, error) -> None:
-        self.failed += error is not None
-        self.progress.update(self.task, advance=1, failed=self.failed)
-
-    def __exit__(self, *exc_info) -> None:
-        self.progress.stop()

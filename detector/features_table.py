@@ -170,9 +170,9 @@ def read_table(path: str | Path):
         if path.suffix.lower() == ".csv":
             table = pd.read_csv(path, dtype={"error": "string", "group": "string", "variant": "string"})
             schemas = set(table["feature_schema"].dropna().astype(str))
-            schema = schemas.pop() if len(schemas) == 1 else None
-            if schemas:
+            if len(schemas) > 1:
                 raise TableError(f"{path.name} mixes feature schemas; rebuild it with `detector features`")
+            schema = next(iter(schemas), None)
         else:
             import pyarrow.parquet as pq
 

@@ -47,6 +47,11 @@ def load_table(data: str | Path, config: ScanConfig | None = None, workers: int 
     return features(data, folder / "features.parquet", config, workers, on_row)
 
 
+def _as_table(data, config: ScanConfig, workers: int):
+    """`data` itself when it is already a loaded table (a DataFrame), else its table."""
+    return data if hasattr(data, "columns") else load_table(data, config, workers)
+
+
 def train(data, output: str | Path, recipe=None, config: ScanConfig | None = None, workers: int = 1,
           name: str | None = None, evaluate: bool = True) -> Path:
     """Train on `data` (clips or a table, or an already loaded table) and save the model
@@ -56,7 +61,7 @@ def train(data, output: str | Path, recipe=None, config: ScanConfig | None = Non
     from detector.training import Recipe, train_model
 
     config = config or ScanConfig()
-    table = data if hasattr(data, "columns") else load_table(data, config, workers)
+    table = _as_table(data, config, workers)
     model, card = train_model(table, recipe or Recipe(), feature_columns(config.extractors), evaluate=evaluate)
     output = Path(output)
     card["feature_schema"] = feature_schema(config.extractors)
@@ -73,7 +78,7 @@ def evaluate(data, model: str | Path | None = None, recipe=None, config: ScanCon
     from detector.pipeline import feature_columns, feature_schema
 
     config = config or ScanConfig()
-    table = data if hasattr(data, "columns") else load_table(data, config, workers)
+    table = _as_table(data, config, workers)
     if model is not None:
         loaded = load_model(model, expected_schema=feature_schema(config.extractors))
         return evaluate_model(loaded, table, importance=importance)

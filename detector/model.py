@@ -70,11 +70,11 @@ class LoadedModel:
         """Calibrated probability per label for one clip's feature columns."""
         import numpy as np
 
-        from threadpoolctl import threadpool_limits
+        from detector.training import single_threaded
 
         row = np.array([[_as_float(features.get(name)) for name in self.feature_names]], dtype=np.float64)
         row[~np.isfinite(row)] = np.nan
-        with threadpool_limits(limits=1):    # one row: threads only cost (see training.single_threaded)
+        with single_threaded():    # one row: threads only cost
             probabilities = self.pipeline.predict_proba(row)[0]
         classes = [str(c) for c in self.pipeline.classes_]
         scores = {label: 0.0 for label in self.labels}

@@ -96,7 +96,7 @@ def fit(X, y, groups, recipe: Recipe):
     # the learner nothing and trips HistGradientBoosting's binning: leave it out. The choice
     # is stored in the model as plain column indices, so the model file stays skops-safe.
     measured = np.isfinite(X)
-    keep = [j for j in range(X.shape[1]) if measured[:, j].any() and all(measured[train, j].any() for train, _ in splits)]
+    keep = [j for j in range(X.shape[1]) if all(measured[train, j].any() for train, _ in splits)]
     estimator = Pipeline([
         ("measured_columns", ColumnTransformer([("kept", "passthrough", keep)], remainder="drop")),
         ("classifier", base_estimator(recipe)),
@@ -117,8 +117,6 @@ def single_threaded():
 def train_model(table, recipe: Recipe = Recipe(), feature_names=None, evaluate: bool = True):
     """(model, card) trained on the usable rows of `table`; the card carries grouped-CV
     metrics when `evaluate` is true."""
-    import numpy as np
-
     from detector.pipeline import feature_columns
 
     data = usable_rows(table)

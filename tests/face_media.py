@@ -23,7 +23,6 @@ Coordinates are in the 512x512 source picture unless said otherwise.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,28 +31,16 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-WIDTH, HEIGHT, FPS = 180, 320, 25          # a portrait-orientation live room
-NOISE_SIGMA = 2.0
+# The portrait, its landmarks and the random state generators are the corpus presenter's;
+# this module keeps the face tests' own framing, states and renderer.
+from detector.synth.presenter import (  # noqa: F401  (landmarks are used by the face tests)
+    EYES, FACE_CENTRE, FACE_WIDTH, MOUTH, NOISE_SIGMA, _blink_train, _ou, astronaut_bgr,
+    irregular_blink_times, speech_envelope,
+)
 
-# Landmarks of the portrait, measured on the picture (source pixels).
-FACE_CENTRE = (224.0, 113.0)
-FACE_WIDTH = 95.0
-EYES = ((200.0, 101.0), (246.0, 102.0))
-MOUTH = (224.0, 145.0)
+WIDTH, HEIGHT, FPS = 180, 320, 25          # a portrait-orientation live room
 # The part of the source shown in the frame: x 80..368, all rows (scale 0.625).
 VIEW_X0, VIEW_SCALE = 80.0, HEIGHT / 512.0
-
-
-def astronaut_bgr() -> np.ndarray:
-    """The portrait from scikit-image's wheel, as a BGR uint8 array."""
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("scikit-image is needed for the face test clips (test extra)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "astronaut.png"
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read {path}")
-    return image
 
 
 @dataclass(frozen=True)
@@ -88,58 +75,6 @@ class States:
 
 
 # -- state generators ------------------------------------------------------------------------
-
-def _ou(rng, n, fps, sigma, tau_s) -> np.ndarray:
-    """Smooth mean-reverting random walk with deviation ~`sigma` and time constant `tau_s`:
-    white noise through two first-order low-pass filters, so the velocity is smooth too, as
-    a head's is (it has inertia)."""
-    a = math.exp(-1.0 / (fps * tau_s))
-    b = math.exp(-1.0 / (fps * 0.25))
-    warm = round(3 * tau_s * fps)
-    x = y = 0.0
-    out = np.empty(n + warm)
-    for i, e in enumerate(rng.normal(0, 1, n + warm)):
-        x = b * x + (1 - b) * e
-        y = a * y + (1 - a) * x
-        out[i] = y
-    out = out[warm:]
-    return out * (sigma / max(float(out.std()), 1e-9))
-
-
-def speech_envelope(rng, n, fps) -> np.ndarray:
-    """Syllables at ~4 Hz in talk spurts of 1.5-4 s separated by 0.4-1.2 s pauses."""
-    env = np.zeros(n)
-    t_s, end_s = rng.uniform(0, 0.5), n / fps
-    times = np.arange(n) / fps
-    while t_s < end_s:
-        spurt_end = t_s + rng.uniform(1.5, 4.0)
-        while t_s < min(spurt_end, end_s):
-            width = rng.uniform(0.15, 0.25)
-            bump = np.clip(1 - np.abs(times - t_s) / width, 0, None)
-            env = np.maximum(env, rng.uniform(0.4, 1.0) * np.sin(0.5 * math.pi * bump) ** 2)
-            t_s += rng.uniform(0.18, 0.32)
-        t_s += rng.uniform(0.4, 1.2)
-    return env
-
-
-def _blink_train(n, fps, blink_times_s, duration_s) -> np.ndarray:
-    closure = np.zeros(n)
-    times = np.arange(n) / fps
-    for start, dur in zip(blink_times_s, duration_s):
-        phase = (times - start) / dur
-        inside = (phase >= 0) & (phase <= 1)
-        closure[inside] = np.maximum(closure[inside], np.sin(math.pi * phase[inside]))
-    return closure
-
-
-def irregular_blink_times(rng, duration_s) -> list[float]:
-    """Blink onsets with gamma(2) intervals (coefficient of variation ~0.7, like real blinks)."""
-    times, t_s = [], rng.uniform(0.8, 2.0)
-    while t_s < duration_s - 0.5:
-        times.append(t_s)
-        t_s += max(0.9, rng.gamma(2.0, 1.6))
-    return times
-
 
 def live_states(duration_s: float, seed: int) -> tuple[States, list[float]]:
     """A live presenter; returns the states and the true blink onsets (s)."""

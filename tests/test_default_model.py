@@ -4,14 +4,13 @@ and it judges every shipped sample as its manifest says (what `make run` shows).
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, run_cli
 from detector.config import LABELS
-from detector.model import card_path, default_model_path, load_model
+from detector.model import default_model_path, load_model
 from detector.pipeline import feature_schema
 
 pytestmark = pytest.mark.timeout(900)
