@@ -10,6 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from detector.config import LABELS
 from detector.model import save_model
 from detector.pipeline import feature_columns, feature_schema
+from detector.source import VideoSource
 
 
 def prior_model(tmp_path, priors: dict[str, int], name: str = "prior", pipeline=None):
@@ -50,3 +51,16 @@ def cached_extractions(clip, make_extractors):
         return results[name]
 
     return get
+
+
+
+class CountingSource(VideoSource):
+    """A real source that counts every video frame the decoder hands out (reset `decoded`
+    before use): the one-decode-pass tests read it."""
+
+    decoded = 0
+
+    def _decoded_frames(self):
+        for frame in super()._decoded_frames():
+            CountingSource.decoded += 1
+            yield frame

@@ -16,6 +16,7 @@ from detector.source import VideoSource
 from detector.synth.scenes import moving_scene
 from detector.synth.writer import write_clip
 from detector.types import AudioChunk
+from helpers import CountingSource
 from tests.conftest import run_cli
 
 RATE = 16000
@@ -158,17 +159,6 @@ def test_video_only_iteration_decodes_no_audio(clips):
     assert len(frames) == 200
     assert all(not isinstance(f, AudioChunk) for f in frames)
     assert source.stats.audio_chunks == 0 and source.stats.audio_samples == 0
-
-
-class CountingSource(VideoSource):
-    """A real source that counts the video frames the decoder hands out."""
-
-    decoded = 0
-
-    def _decoded_frames(self):
-        for frame in super()._decoded_frames():
-            CountingSource.decoded += 1
-            yield frame
 
 
 def test_audio_adds_no_decode_pass(clips, monkeypatch):

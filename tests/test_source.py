@@ -12,6 +12,7 @@ from detector.pipeline import extract, feature_columns
 from detector.source import SourceError, VideoSource, analysis_size
 from detector.synth.scenes import moving_scene
 from detector.synth.writer import write_clip
+from helpers import CountingSource
 
 
 def sampled(path, **config) -> tuple[list, VideoSource]:
@@ -117,17 +118,6 @@ def test_triage_decodes_keyframes_only(moving_clip):
     # 1 s GOP over 4 s: four keyframes, nothing else decoded.
     assert source.stats.frames_decoded == 4
     assert [round(t, 3) for t, _ in frames] == [0.0, 1.0, 2.0, 3.0]
-
-
-class CountingSource(VideoSource):
-    """A real source that counts every frame the decoder hands out."""
-
-    decoded = 0
-
-    def _decoded_frames(self):
-        for frame in super()._decoded_frames():
-            CountingSource.decoded += 1
-            yield frame
 
 
 class RecordingExtractor(FeatureExtractor):
