@@ -26,7 +26,7 @@ from types import TracebackType
 import numpy as np
 
 from detector.config import ScanConfig
-from detector.types import AudioChunk, Frame, VideoMeta
+from detector.types import AudioChunk, DecodedThumb, Frame, VideoMeta
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,23 @@ def _plane_array(plane) -> np.ndarray:
     """A zero-copy 2-D view of one 8-bit plane, without the row padding."""
     buf = np.frombuffer(plane, dtype=np.uint8)
     return buf.reshape(plane.height, plane.line_size)[:, : plane.width]
+
+
+THUMB_READ_WIDTH = 128     # pixels read across a decoded frame for its thumbnail...
+THUMB_BLOCK = 4            # ...averaged in blocks of this side (noise / 4): ~32 px wide
+
+
+def decoded_thumb(luma: np.ndarray) -> np.ndarray:
+    """The `DecodedThumb` picture of one decoded luma plane: a strided read (cheap at any
+    resolution) averaged in blocks, so sensor noise hardly moves it but content does."""
+    import cv2
+
+    step = max(1, luma.shape[1] // THUMB_READ_WIDTH)
+    sparse = luma[::step, ::step]
+    h = sparse.shape[0] // THUMB_BLOCK * THUMB_BLOCK
+    w = sparse.shape[1] // THUMB_BLOCK * THUMB_BLOCK
+    block = sparse[:h, :w].astype(np.float32)
+    return cv2.resize(block, (w // THUMB_BLOCK, h // THUMB_BLOCK), interpolation=cv2.INTER_AREA)
 
 
 def _rotate(image: np.ndarray, rotation_deg: int) -> np.ndarray:
@@ -353,6 +370,8 @@ class VideoSource:
         previous_t_s: float | None = None
         stats = self.stats
         first, self._first_frame = self._first_frame, None
+        thumbs: list[DecodedThumb] = []
+        keep_thumbs = not self.config.triage     # keyframes alone say nothing about cadence
         for av_frame in itertools.chain([first], self._decoded):
             t_abs = self._frame_time(av_frame, previous_t_s)
             if stats.first_time_s is None:
@@ -367,6 +386,8 @@ class VideoSource:
             stats.frames_decoded += 1
             index = stats.frames_decoded - 1
             previous_t_s = t_s
+            if keep_thumbs:
+                thumbs.append(DecodedThumb(t_s, decoded_thumb(_luma(av_frame))))
             # Half a millisecond of slack absorbs time-base rounding (3/30 s -> 0.09999...).
             if t_s + 5e-4 < next_sample_s:
                 continue
@@ -376,7 +397,8 @@ class VideoSource:
             if audio_decoder is not None:
                 # The audio demuxed so far, once per sampled frame (~100 ms at the default rate).
                 yield from audio_decoder.chunks(self._audio_packets, stats.first_time_s, limit_s)
-            frame = self._convert(av_frame, index, t_s, meta)
+            frame = self._convert(av_frame, index, t_s, meta, tuple(thumbs))
+            thumbs.clear()
             stats.frames_sampled += 1
             yield frame
         if audio_decoder is not None and stats.first_time_s is not None:
@@ -398,7 +420,8 @@ class VideoSource:
         base = (self.stats.first_time_s or 0.0) + (previous_t_s if previous_t_s is not None else -1 / fps)
         return base + 1.0 / fps
 
-    def _convert(self, av_frame, index: int, t_s: float, meta: VideoMeta) -> Frame:
+    def _convert(self, av_frame, index: int, t_s: float, meta: VideoMeta,
+                 decoded: tuple[DecodedThumb, ...] = ()) -> Frame:
         import cv2
 
         fw, fh = av_frame.width, av_frame.height
@@ -408,10 +431,7 @@ class VideoSource:
         rotation = meta.rotation_deg
         w, h = analysis_size(fw, fh, self.config.analysis_long_side)
         fmt = av_frame.format.name
-        if fmt in _PLANAR_8BIT_YUV:
-            luma = _plane_array(av_frame.planes[0])
-        else:
-            luma = av_frame.to_ndarray(format="gray")
+        luma = _luma(av_frame)
         gray = cv2.resize(luma, (w, h), interpolation=cv2.INTER_AREA) if (fw, fh) != (w, h) else luma.copy()
         gray = _rotate(gray, rotation)
 
@@ -426,7 +446,14 @@ class VideoSource:
                 image = cv2.resize(av_frame.to_ndarray(format="bgr24"), (w, h), interpolation=cv2.INTER_AREA)
             return _rotate(image, rotation)
 
-        return Frame(index=index, t_s=t_s, gray=gray, _bgr_factory=bgr)
+        return Frame(index=index, t_s=t_s, gray=gray, _bgr_factory=bgr, decoded=decoded)
+
+
+def _luma(av_frame) -> np.ndarray:
+    """The decoded frame's luma plane: a zero-copy view for planar 8-bit YUV."""
+    if av_frame.format.name in _PLANAR_8BIT_YUV:
+        return _plane_array(av_frame.planes[0])
+    return av_frame.to_ndarray(format="gray")
 
 
 class _AudioDecoder:

@@ -31,6 +31,15 @@ class VideoMeta:
 
 
 @dataclass(frozen=True, eq=False)
+class DecodedThumb:
+    """A tiny luma copy of one *decoded* frame (sampled or not): the only view extractors get
+    of the frames between samples, where frame-rate conversion and jump cuts show."""
+
+    t_s: float
+    luma: np.ndarray                # float32, ~32 px wide, each pixel a block mean (low noise)
+
+
+@dataclass(frozen=True, eq=False)
 class Frame:
     """One sampled frame, already rotated and downscaled to the analysis size.
 
@@ -43,6 +52,9 @@ class Frame:
     t_s: float                      # presentation time from PTS, seconds from stream start
     gray: np.ndarray
     _bgr_factory: Callable[[], np.ndarray] | None = field(default=None, repr=False)
+    # Thumbnails of every frame decoded since the previous sampled frame, this one last
+    # (empty in triage mode, where only keyframes are decoded).
+    decoded: tuple[DecodedThumb, ...] = ()
 
     @cached_property
     def bgr(self) -> np.ndarray:

@@ -103,9 +103,9 @@ def test_unsampled_frames_are_never_converted(moving_clip, monkeypatch):
     converted = []
     original = VideoSource._convert
 
-    def counting(self, av_frame, index, t_s, meta):
+    def counting(self, av_frame, index, t_s, meta, decoded=()):
         converted.append(index)
-        return original(self, av_frame, index, t_s, meta)
+        return original(self, av_frame, index, t_s, meta, decoded)
 
     monkeypatch.setattr(VideoSource, "_convert", counting)
     frames, source = sampled(moving_clip, sample_fps=5)

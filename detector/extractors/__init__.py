@@ -5,6 +5,7 @@ from __future__ import annotations
 from detector.extractors.audio import AudioExtractor
 from detector.extractors.base import FeatureExtractor
 from detector.extractors.basic import BasicStatsExtractor
+from detector.extractors.cadence import CadenceExtractor
 from detector.extractors.face import FaceExtractor
 from detector.extractors.layout import LayoutExtractor
 from detector.extractors.motion import MotionExtractor
@@ -15,7 +16,7 @@ from detector.extractors.signal import SignalExtractor
 REGISTRY: dict[str, type[FeatureExtractor]] = {
     cls.name: cls
     for cls in (BasicStatsExtractor, MotionExtractor, RepetitionExtractor, ShotsExtractor, SignalExtractor,
-                LayoutExtractor, FaceExtractor, AudioExtractor)
+                LayoutExtractor, FaceExtractor, AudioExtractor, CadenceExtractor)
 }
 
 

@@ -397,7 +397,7 @@ class SignalExtractor(FeatureExtractor):
         starts = np.frombuffer(self._repeat_starts, dtype=np.int64)
         if starts.size < max(self.settings.cadence_min_repeats, 3):
             return _Cadence(content_fps, decoded_fps, repeats=int(starts.size))
-        regularity, period_frames = _pattern(np.diff(starts))
+        regularity, period_frames = pattern_regularity(np.diff(starts))
         return _Cadence(content_fps, decoded_fps, regularity, period_frames, int(starts.size))
 
     def _evidence(self, cadence: _Cadence, span_s: float, to_source: float) -> list[Evidence]:
@@ -488,7 +488,7 @@ class _Cadence:
     repeats: int = 0
 
 
-def _pattern(gaps: np.ndarray, max_lag: int = 4) -> tuple[float, int]:
+def pattern_regularity(gaps: np.ndarray, max_lag: int = 4) -> tuple[float, int]:
     """How periodic the gaps between repeats are, and the period in decoded frames.
 
     A fixed conversion repeats one pattern of gaps: 5,5,5 for 24 -> 30; 3,2,3,2 (runs of two

@@ -1,0 +1,188 @@
+"""Frame-to-frame steps between *decoded* frames: content jumps and repeated frames.
+
+Sampling at 10 Hz hides what happens from one decoded frame to the next, and two physical
+traces of editing live exactly there:
+
+* **Jump cuts.** Cutting a stretch out of a fixed-camera take leaves one step in which the
+  moving content jumps by seconds of motion while the steps around it move by 1/25 s. A live
+  camera never does that: motion is continuous at the frame rate.
+* **Frame-rate conversion.** Footage shot at 12-24 fps and played into a 25-30 fps stream
+  repeats frames in a fixed cadence (24 -> 30: one frame in five); a camera never repeats a
+  picture of moving content.
+
+The source hands every decoded frame over as a tiny block-averaged luma thumbnail
+(`Frame.decoded`), so this costs no extra pass. Each step's change is pooled on a coarse grid
+and compared, cell by cell, with the same cells' typical change over the steps around it.
+Only cells that keep moving count: an overlay that pops in over a still part of the picture
+(a comment box, a sticker) is not a jump, and a still room has nothing to measure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from detector.extractors.base import ColumnDoc, FeatureExtractor
+from detector.extractors.signal import pattern_regularity
+from detector.types import DecodedThumb, Evidence, Frame, VideoMeta
+
+
+@dataclass(frozen=True)
+class CadenceSettings:
+    # Each step's change is pooled on a grid of this many cells per side.
+    grid: int = 6
+    # Steps on either side that define a cell's typical change (7 at 25 fps: +-0.28 s)...
+    context_steps: int = 7
+    # ...as this percentile of theirs: above the median, so that a conversion repeating every
+    # other frame (12 -> 25) still has a typical step that moves.
+    typical_percentile: float = 75.0
+    # A cell "moves" when its typical step change exceeds this (thumbnail luma levels; noise
+    # alone stays below ~0.3 after the source's block averaging).
+    moving_cell_level: float = 0.6
+    # A step is measured only when at least this share of cells moves.
+    min_moving_share: float = 0.25
+    # Jump: the moving cells change this many times their typical step...
+    jump_ratio: float = 4.0
+    # ...and this many times the larger of the two neighbouring steps (a burst of fast
+    # motion raises its neighbours too; a cut does not).
+    jump_over_neighbours: float = 3.0
+    # Repeat: the moving cells change less than this share of their typical step.
+    repeat_ratio: float = 0.3
+    # ...while both neighbouring steps move at least this share of the typical step.
+    repeat_neighbour_ratio: float = 0.6
+    # Repeats needed before their cadence is judged, and the regularity that makes it
+    # `rate_conversion` evidence.
+    cadence_min_repeats: int = 8
+    cadence_min_regularity: float = 0.7
+    # A gap in decoded timestamps longer than this restarts the context (a stream gap).
+    max_step_s: float = 0.5
+    # At most this many `content_jump` evidence items per clip (the strongest).
+    max_jump_evidence: int = 30
+
+
+class CadenceExtractor(FeatureExtractor):
+    name = "cadence"
+    Settings = CadenceSettings
+    VERSION = 1
+    COLUMN_DOCS = {
+        "jump_per_min": ColumnDoc(
+            "content jumps per minute between consecutive decoded frames: the moving part of the "
+            "picture changes >= 4x its usual frame-to-frame step and >= 3x both neighbouring steps "
+            "(a stretch cut out of a take, a splice); 0 when nothing was measurable",
+            "1/min", ">= 0", "prerecorded"),
+        "jump_ratio_max": ColumnDoc(
+            "strongest jump: its change over the usual step of the moving cells (0 with no jump)",
+            "ratio", ">= 0", "prerecorded"),
+        "repeat_share": ColumnDoc(
+            "share of measured decoded steps that repeat the previous picture while the content "
+            "around them moves (frame-rate conversion by repetition; a camera never does this); "
+            "missing when no step was measurable", "share", "0-1", "prerecorded"),
+        "repeat_regularity": ColumnDoc(
+            "share of gaps between repeated frames that follow a fixed pattern (1: a conversion "
+            "cadence such as 24 -> 30; low: random stalls); missing with fewer than 8 repeats",
+            "share", "0-1", "prerecorded"),
+        "measured_share": ColumnDoc(
+            "share of decoded steps with enough moving content to measure (low: still picture)",
+            "share", "0-1", "context"),
+    }
+    FEATURES = tuple(COLUMN_DOCS)
+
+    def reset(self, meta: VideoMeta) -> None:
+        super().reset(meta)
+        self._previous: DecodedThumb | None = None
+        self._window: deque[tuple[int, float, np.ndarray]] = deque()   # (step index, t_s, cells)
+        self._steps = 0
+        self._measured = 0
+        self._repeats: list[int] = []
+        self._repeat_times: list[float] = []
+        self._jumps: list[tuple[float, float]] = []        # (t_s, ratio)
+        self._first_t_s: float | None = None
+        self._last_t_s = 0.0
+
+    def update(self, frame: Frame) -> None:
+        for thumb in frame.decoded:
+            self._add(thumb)
+
+    def _add(self, thumb: DecodedThumb) -> None:
+        previous, self._previous = self._previous, thumb
+        if self._first_t_s is None:
+            self._first_t_s = thumb.t_s
+        self._last_t_s = thumb.t_s
+        if previous is None or previous.luma.shape != thumb.luma.shape:
+            return
+        gap = thumb.t_s - previous.t_s
+        if gap <= 0 or gap > self.settings.max_step_s:
+            self._window.clear()                # no continuity to judge across
+            return
+        self._window.append((self._steps, thumb.t_s, self._pooled_change(previous.luma, thumb.luma)))
+        self._steps += 1
+        if len(self._window) == 2 * self.settings.context_steps + 1:
+            self._judge_centre()
+            self._window.popleft()
+
+    def _pooled_change(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        import cv2
+
+        g = self.settings.grid
+        change = cv2.absdiff(after, before)
+        return cv2.resize(change, (g, g), interpolation=cv2.INTER_AREA).ravel()
+
+    def _judge_centre(self) -> None:
+        s = self.settings
+        k = s.context_steps
+        cells = np.stack([w[2] for w in self._window])
+        centre = cells[k]
+        typical = np.percentile(np.delete(cells, k, axis=0), s.typical_percentile, axis=0)
+        moving = typical > s.moving_cell_level
+        if moving.mean() < s.min_moving_share:
+            return
+        self._measured += 1
+        index, t_s = self._window[k][0], self._window[k][1]
+        change = float(centre[moving].sum())
+        expected = float(typical[moving].sum())
+        ratio = change / expected
+        before, after = float(cells[k - 1][moving].sum()), float(cells[k + 1][moving].sum())
+        if ratio < s.repeat_ratio:
+            # A converted frame repeats in the middle of motion; a gesture that pauses slows
+            # down into the pause and out of it.
+            if min(before, after) >= s.repeat_neighbour_ratio * expected:
+                self._repeats.append(index)
+                self._repeat_times.append(t_s)
+            return
+        if ratio >= s.jump_ratio and change >= s.jump_over_neighbours * max(before, after):
+            self._jumps.append((t_s, ratio))
+
+    def finalize(self) -> tuple[dict[str, float], list[Evidence]]:
+        s = self.settings
+        span_s = (self._last_t_s - self._first_t_s) if self._first_t_s is not None else 0.0
+        regularity = pattern_regularity(np.diff(np.asarray(self._repeats)))[0] \
+            if len(self._repeats) >= s.cadence_min_repeats else math.nan
+        repeat_share = len(self._repeats) / self._measured if self._measured else math.nan
+        features = {
+            "jump_per_min": 60.0 * len(self._jumps) / span_s if span_s > 0 else 0.0,
+            "jump_ratio_max": max((r for _, r in self._jumps), default=0.0),
+            "repeat_share": repeat_share,
+            "repeat_regularity": regularity,
+            "measured_share": self._measured / self._steps if self._steps else 0.0,
+        }
+        return features, self._evidence(regularity, repeat_share)
+
+    def _evidence(self, regularity: float, repeat_share: float) -> list[Evidence]:
+        s = self.settings
+        strongest = sorted(self._jumps, key=lambda j: -j[1])[: s.max_jump_evidence]
+        found = [
+            Evidence(kind="content_jump", start_s=t, end_s=t, score=min(1.0, (ratio - 1.0) / 9.0),
+                     detail={"ratio": round(ratio, 2)})
+            for t, ratio in sorted(strongest)
+        ]
+        if not math.isnan(regularity) and regularity >= s.cadence_min_regularity:
+            found.append(Evidence(
+                kind="rate_conversion", start_s=self._repeat_times[0], end_s=self._repeat_times[-1],
+                score=regularity,
+                detail={"repeat_share": round(repeat_share, 4), "repeats": len(self._repeats),
+                        "pattern_gap_frames": int(np.median(np.diff(self._repeats)))}))
+        return found
+
