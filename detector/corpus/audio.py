@@ -9,10 +9,11 @@ follows the clip's truth, so audio carries the same structure as the picture:
   for a speed change, reversed for a boomerang) -- an audio loop survives a video disguise;
 - prerecorded: a new sound scene (another voice, tone, level) at every cut, crossfaded over
   every dissolve;
-- live and ai_driven: one continuous scene that never repeats (a lip-sync presenter's voice
-  is new speech, as a text-to-speech track is).
+- live: one continuous scene that never repeats;
+- ai_driven: the text-to-speech pitch (eSpeak NG, `corpus.speech`) whose loudness drives the
+  clip's pasted mouth, over room tone and sometimes music: the voice the lip-sync follows.
 
-Pure NumPy/SciPy; nothing is downloaded or installed.
+NumPy/SciPy and the espeakng-loader wheel's eSpeak NG; nothing is downloaded at run time.
 """
 
 from __future__ import annotations
@@ -106,7 +107,13 @@ def soundtrack(label: str, truth: dict, duration_s: float, seed: int) -> tuple[n
     n = int(round(duration_s * RATE))
     talk, with_music = bool(rng.random() < 0.75), bool(rng.random() < 0.3)
     info = {"rate": RATE, "voice": talk, "music": with_music}
-    if label == "prerecorded" and (truth.get("cuts_s") or truth.get("fades")):
+    if label == "ai_driven" and "speech" in truth:
+        from detector.corpus.speech import pitch_speech
+
+        audio = scene(rng, n, False, with_music)
+        audio += pitch_speech(seed, duration_s, RATE).samples[:n]
+        info["voice"] = "tts"
+    elif label == "prerecorded" and (truth.get("cuts_s") or truth.get("fades")):
         audio = _edited(rng, n, truth, with_music)
         info["voice"] = "per shot"
     else:

@@ -589,20 +589,32 @@ def _mouth_truth(presenter) -> list[int]:
     return list(presenter.mouth_box())
 
 
+def _spoken_mouth(spec: Spec) -> tuple[np.ndarray, dict]:
+    """The mouth opening per frame from the clip's text-to-speech pitch (the same speech
+    `corpus.audio` puts on the soundtrack), and what was said."""
+    from detector.corpus.speech import mouth_envelope, pitch_speech
+
+    speech = pitch_speech(spec.seed, spec.duration_s)
+    return mouth_envelope(speech, spec.fps, _n(spec)), {"engine": "espeak-ng", **speech.info}
+
+
 @recipe("ai_driven", "portrait")
 def ai_portrait(spec: Spec, rng: np.random.Generator) -> Rendered:
     """A still portrait with a lip-synced mouth, sine sway and clockwork blinks."""
     from detector.synth.presenter import Presenter, portrait_states
 
     presenter = Presenter(spec.width, spec.height, spec.seed, noise_sigma=float(rng.uniform(0.5, 2.0)))
+    mouth, speech = _spoken_mouth(spec)
     states = portrait_states(spec.duration_s, spec.fps, spec.seed, blink_period_s=float(rng.uniform(2.5, 4.5)),
-                             sway_period_s=float(rng.uniform(3.0, 6.0)), sway_px=float(rng.uniform(1.0, 6.0)))
+                             sway_period_s=float(rng.uniform(3.0, 6.0)), sway_px=float(rng.uniform(1.0, 6.0)),
+                             mouth=mouth)
     return Rendered(presenter.frames(states), f"portrait-{spec.seed}",
-                    {"source": "portrait", "mouth_box": _mouth_truth(presenter)})
+                    {"source": "portrait", "mouth_box": _mouth_truth(presenter), "speech": speech})
 
 
-def _recycled_states(spec: Spec, rng):
-    """Base footage of a real presenter, replayed in chunks with a re-synthesised mouth."""
+def _recycled_states(spec: Spec, rng, mouth: np.ndarray):
+    """Base footage of a real presenter, replayed in chunks with a re-synthesised mouth
+    opened by `mouth` (per output frame)."""
     from detector.synth.presenter import live_states, replay
 
     base_s = float(rng.uniform(5.0, min(12.0, spec.duration_s / 1.8)))
@@ -620,7 +632,7 @@ def _recycled_states(spec: Spec, rng):
         spans.append([round(t, 4), round(t + (b - a) / spec.fps, 4), round(a / spec.fps, 4)])
         t += (b - a) / spec.fps
         pos = (start + length) % max(base_s - 1.5, 1e-6)
-    states = replay(base, chunks, spec.fps, new_mouth_seed=spec.seed, keep_original=False)
+    states = replay(base, chunks, spec.fps, new_mouth_seed=spec.seed, keep_original=False, new_mouth=mouth)
     return states.take(np.arange(_n(spec))), spans, mode
 
 
@@ -629,9 +641,11 @@ def ai_recycled(spec: Spec, rng: np.random.Generator) -> Rendered:
     from detector.synth.presenter import Presenter
 
     presenter = Presenter(spec.width, spec.height, spec.seed)
-    states, spans, mode = _recycled_states(spec, rng)
+    mouth, speech = _spoken_mouth(spec)
+    states, spans, mode = _recycled_states(spec, rng, mouth)
     return Rendered(presenter.frames(states), f"presenter-{spec.seed}",
-                    {"source": "presenter", "mouth_box": _mouth_truth(presenter), "recycled": spans, "order": mode})
+                    {"source": "presenter", "mouth_box": _mouth_truth(presenter), "recycled": spans, "order": mode,
+                     "speech": speech})
 
 
 @recipe("ai_driven", "keyed_presenter")
@@ -640,13 +654,15 @@ def ai_keyed(spec: Spec, rng: np.random.Generator) -> Rendered:
     from detector.synth.presenter import Presenter, portrait_states
 
     presenter = Presenter(spec.width, spec.height, spec.seed)
-    truth: dict = {"mouth_box": _mouth_truth(presenter)}
+    mouth, speech = _spoken_mouth(spec)
+    truth: dict = {"mouth_box": _mouth_truth(presenter), "speech": speech}
     if rng.random() < 0.5:
         states = portrait_states(spec.duration_s, spec.fps, spec.seed, blink_period_s=float(rng.uniform(2.5, 4.5)),
-                                 sway_period_s=float(rng.uniform(3.0, 6.0)), sway_px=float(rng.uniform(1.0, 5.0)))
+                                 sway_period_s=float(rng.uniform(3.0, 6.0)), sway_px=float(rng.uniform(1.0, 5.0)),
+                                 mouth=mouth)
         truth["source"] = "portrait_keyed"
     else:
-        states, spans, mode = _recycled_states(spec, rng)
+        states, spans, mode = _recycled_states(spec, rng, mouth)
         truth.update(source="recycled_keyed", recycled=spans, order=mode)
     bg_kind = str(rng.choice(["room", "still"], p=(0.6, 0.4)))
     background = _take(bg_kind, spec, spec.duration_s, spec.seed + 1, rng, shake=0.0)

@@ -148,8 +148,9 @@ def live_states(duration_s: float, fps: float, seed: int, liveliness: float = 1.
 
 
 def portrait_states(duration_s: float, fps: float, seed: int, blink_period_s: float = 3.0,
-                    sway_period_s: float = 4.0, sway_px: float = 4.0) -> States:
-    """A still portrait with sine sway, clockwork blinks and a pasted speech-driven mouth."""
+                    sway_period_s: float = 4.0, sway_px: float = 4.0, mouth: np.ndarray | None = None) -> States:
+    """A still portrait with sine sway, clockwork blinks and a pasted speech-driven mouth
+    (`mouth`: the opening per frame, e.g. from real speech; default a synthetic envelope)."""
     rng = np.random.default_rng([seed, 2])
     n = round(duration_s * fps)
     t = np.arange(n) / fps
@@ -161,13 +162,22 @@ def portrait_states(duration_s: float, fps: float, seed: int, blink_period_s: fl
         head_scale=np.ones(n), head_roll_deg=0.5 * np.sin(phase + 2.0), head_yaw_deg=zeros,
         head_pitch_deg=zeros, cam_dx=zeros, cam_dy=zeros,
         blink=_blink_train(n, fps, blinks, np.full(len(blinks), 0.24)),
-        mouth=zeros, jaw=False, pasted_mouth=speech_envelope(rng, n, fps))
+        mouth=zeros, jaw=False,
+        pasted_mouth=speech_envelope(rng, n, fps) if mouth is None else _fitted(mouth, n))
+
+
+def _fitted(values: np.ndarray, n: int) -> np.ndarray:
+    """`values` cut or padded (with zeros) to n frames."""
+    out = np.zeros(n)
+    out[:min(n, len(values))] = values[:n]
+    return out
 
 
 def replay(states: States, chunks_s: Sequence[tuple[float, float]], fps: float,
-           new_mouth_seed: int | None, keep_original: bool = True) -> States:
+           new_mouth_seed: int | None, keep_original: bool = True, new_mouth: np.ndarray | None = None) -> States:
     """`states` (if `keep_original`) followed by its chunks (start_s, end_s) played again;
-    with `new_mouth_seed` the replayed part gets a new pasted mouth (the footage is untouched)."""
+    with `new_mouth_seed` the replayed part gets a new pasted mouth (the footage is untouched),
+    opened by `new_mouth` (per replayed frame) when given, else by a synthetic envelope."""
     n = len(states)
     index = ([np.arange(n)] if keep_original else []) + \
         [np.arange(round(a * fps), min(n, round(b * fps))) for a, b in chunks_s]
@@ -175,7 +185,8 @@ def replay(states: States, chunks_s: Sequence[tuple[float, float]], fps: float,
     if new_mouth_seed is not None:
         start = n if keep_original else 0
         pasted = np.full(len(out), np.nan)
-        pasted[start:] = speech_envelope(np.random.default_rng([new_mouth_seed, 3]), len(out) - start, fps)
+        pasted[start:] = (speech_envelope(np.random.default_rng([new_mouth_seed, 3]), len(out) - start, fps)
+                          if new_mouth is None else _fitted(new_mouth, len(out) - start))
         # The lip-sync model also shuts the footage's own mouth: it re-synthesises the region.
         mouth = out.mouth.copy()
         mouth[start:] = 0.0
