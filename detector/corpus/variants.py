@@ -89,10 +89,20 @@ def _take(kind, spec: Spec, duration_s, seed, rng, shake=None, **kw) -> Iterator
 
 # -- live -------------------------------------------------------------------------------------
 
+def _products_truth(duration_s: float, seed: int, share: float = 0.75) -> list[list[float]]:
+    """[start_s, top_s, lower_s, end_s] of each product raised to the camera."""
+    from detector.synth.presenter import product_events
+
+    return [[round(t, 4) for t in e] for e in product_events(duration_s, seed, share)]
+
+
 def _live(kind: str, shake: float | None = None):
     def make(spec: Spec, rng: np.random.Generator) -> Rendered:
         frames = _take(kind, spec, spec.duration_s, spec.seed, rng, shake=shake)
-        return Rendered(frames, _group(kind, spec.seed), {"source": kind})
+        truth: dict = {"source": kind}
+        if kind == "presenter":
+            truth["products_s"] = _products_truth(spec.duration_s, spec.seed)
+        return Rendered(frames, _group(kind, spec.seed), truth)
     return make
 
 
@@ -112,15 +122,18 @@ def live_presenter_keyed(spec: Spec, rng: np.random.Generator) -> Rendered:
     presenter = Presenter(spec.width, spec.height, spec.seed)
     states = live_states(spec.duration_s, spec.fps, spec.seed, float(rng.uniform(0.6, 1.2)))
     background = _take("room", spec, spec.duration_s, spec.seed + 1, rng, shake=0.0)
-    frames = _keyed(presenter, (presenter.clean_frame(states, i) for i in range(len(states))), background)
-    return Rendered(frames, f"presenter-{spec.seed}", {"source": "presenter_keyed"})
+    frames = _keyed(presenter, states, background)
+    return Rendered(frames, f"presenter-{spec.seed}",
+                    {"source": "presenter_keyed", "products_s": _products_truth(spec.duration_s, spec.seed)})
 
 
-def _keyed(presenter, person_frames, background) -> Iterator[np.ndarray]:
+def _keyed(presenter, states, background) -> Iterator[np.ndarray]:
+    """The presenter keyed over `background`; a raised product is in front of both."""
     mask = presenter.person_mask()[:, :, None]
-    for person, bg in zip(person_frames, background):
-        out = person.astype(np.float32) * mask + bg.astype(np.float32) * (1.0 - mask)
-        yield presenter._noisy(out.astype(np.uint8))
+    for i, bg in zip(range(len(states)), background):
+        person = presenter.clean_frame(states, i, product=False)
+        out = (person.astype(np.float32) * mask + bg.astype(np.float32) * (1.0 - mask)).astype(np.uint8)
+        yield presenter._noisy(presenter.draw_product(out, states, i))
 
 
 # -- looped -----------------------------------------------------------------------------------
@@ -607,9 +620,11 @@ def ai_portrait(spec: Spec, rng: np.random.Generator) -> Rendered:
     mouth, speech = _spoken_mouth(spec)
     states = portrait_states(spec.duration_s, spec.fps, spec.seed, blink_period_s=float(rng.uniform(2.5, 4.5)),
                              sway_period_s=float(rng.uniform(3.0, 6.0)), sway_px=float(rng.uniform(1.0, 6.0)),
-                             mouth=mouth)
-    return Rendered(presenter.frames(states), f"portrait-{spec.seed}",
-                    {"source": "portrait", "mouth_box": _mouth_truth(presenter), "speech": speech})
+                             mouth=mouth, products=rng.random() < 0.4)
+    truth = {"source": "portrait", "mouth_box": _mouth_truth(presenter), "speech": speech}
+    if states.product is not None:          # a product picture composited rising to the camera
+        truth["products_s"] = _products_truth(spec.duration_s, spec.seed, share=1.0)
+    return Rendered(presenter.frames(states), f"portrait-{spec.seed}", truth)
 
 
 def _recycled_states(spec: Spec, rng, mouth: np.ndarray):
@@ -659,14 +674,16 @@ def ai_keyed(spec: Spec, rng: np.random.Generator) -> Rendered:
     if rng.random() < 0.5:
         states = portrait_states(spec.duration_s, spec.fps, spec.seed, blink_period_s=float(rng.uniform(2.5, 4.5)),
                                  sway_period_s=float(rng.uniform(3.0, 6.0)), sway_px=float(rng.uniform(1.0, 5.0)),
-                                 mouth=mouth)
+                                 mouth=mouth, products=rng.random() < 0.4)
         truth["source"] = "portrait_keyed"
+        if states.product is not None:
+            truth["products_s"] = _products_truth(spec.duration_s, spec.seed, share=1.0)
     else:
         states, spans, mode = _recycled_states(spec, rng, mouth)
         truth.update(source="recycled_keyed", recycled=spans, order=mode)
     bg_kind = str(rng.choice(["room", "still"], p=(0.6, 0.4)))
     background = _take(bg_kind, spec, spec.duration_s, spec.seed + 1, rng, shake=0.0)
     truth["background"] = bg_kind
-    frames = _keyed(presenter, (presenter.clean_frame(states, i) for i in range(len(states))), background)
+    frames = _keyed(presenter, states, background)
     return Rendered(frames, f"portrait-{spec.seed}" if truth["source"] == "portrait_keyed" else f"presenter-{spec.seed}",
                     truth)
