@@ -58,3 +58,17 @@ def test_the_portrait_mouth_opens_with_the_speech():
     loudness = mouth_envelope(pitch_speech(spec.seed, spec.duration_s), spec.fps, len(frames))
     assert rendered.truth["speech"]["engine"] == "espeak-ng"
     assert np.corrcoef(darkness, loudness)[0, 1] > 0.6
+
+
+def test_the_ai_driven_soundtrack_is_the_speech_the_mouth_follows():
+    from detector.corpus.audio import RATE, soundtrack
+
+    spec = Spec("ai_driven", "recycled_presenter", 180, 320, 25.0, 10.0, 23)
+    rendered = RECIPES["ai_driven"]["recycled_presenter"](spec, np.random.default_rng(2))
+    audio, info = soundtrack("ai_driven", rendered.truth, spec.duration_s, spec.seed)
+    assert info["voice"].startswith("tts")
+    n = int(spec.duration_s * spec.fps)
+    hop = RATE // int(spec.fps)
+    level = np.sqrt(np.mean(audio[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1))
+    mouth = mouth_envelope(pitch_speech(spec.seed, spec.duration_s), spec.fps, n)
+    assert np.corrcoef(np.log(level + 1e-4), mouth)[0, 1] > 0.7

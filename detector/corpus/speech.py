@@ -141,18 +141,32 @@ def _engine() -> _Engine:
     return _Engine()
 
 
+class _Deck:
+    """Draws from a pool without repeating until every item has been used (a presenter
+    varies their lines: a repeated sentence is also an identical stretch of TTS audio)."""
+
+    def __init__(self, items, rng: np.random.Generator):
+        self.items, self.rng, self.left = list(items), rng, []
+
+    def draw(self) -> str:
+        if not self.left:
+            self.left = [self.items[i] for i in self.rng.permutation(len(self.items))]
+        return self.left.pop()
+
+
 def script(rng: np.random.Generator) -> Iterator[str]:
-    """An endless product pitch: opener, then product, claims, offer and a call to action."""
-    sentences = [str(rng.choice(_OPENERS))]
+    """An endless product pitch: opener, then per product a presentation, 1-3 claims, an
+    offer and a call to action."""
+    products, claims, offers, calls = (_Deck(pool, rng) for pool in (_PRODUCTS, _CLAIMS, _OFFERS, _CALLS))
+    intros = _Deck(["Today I want to show you {}.", "Look at {}.", "Let me hold up {} for you.",
+                    "Next up, {}.", "Now have a look at {}."], rng)
+    yield str(rng.choice(_OPENERS))
     while True:
-        product = str(rng.choice(_PRODUCTS))
-        sentences.append(str(rng.choice([f"Today I want to show you {product}.", f"Look at {product}.",
-                                          f"Let me hold up {product} for you."])))
-        sentences += [str(s) for s in rng.choice(_CLAIMS, size=int(rng.integers(1, 4)), replace=False)]
-        sentences.append(str(rng.choice(_OFFERS)))
-        sentences.append(str(rng.choice(_CALLS)))
-        yield from sentences
-        sentences = []
+        yield intros.draw().format(products.draw())
+        for _ in range(int(rng.integers(1, 4))):
+            yield claims.draw()
+        yield offers.draw()
+        yield calls.draw()
 
 
 def pitch_speech(seed: int, duration_s: float, rate: int = 16000) -> Speech:
@@ -196,7 +210,9 @@ def _speak_here(seed: int, duration_s: float, rate: int) -> Speech:
     sentences = script(rng)
     engine = _engine()
     while n < n_total:
-        said = engine.say(next(sentences), voice, rate_wpm, pitch, pitch_range, int(rng.integers(1, 2**31 - 1)))
+        # Each sentence a little faster or slower, higher or lower, as people speak.
+        said = engine.say(next(sentences), voice, rate_wpm + int(rng.integers(-12, 13)),
+                          int(np.clip(pitch + rng.integers(-6, 7), 0, 99)), pitch_range, int(rng.integers(1, 2**31 - 1)))
         said = resample_poly(said.astype(np.float32) / 32768.0, rate, engine.rate).astype(np.float32)
         pause = np.zeros(int(rng.uniform(0.15, 0.9) * rate), np.float32)
         parts += [said, pause]
