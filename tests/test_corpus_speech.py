@@ -72,3 +72,12 @@ def test_the_ai_driven_soundtrack_is_the_speech_the_mouth_follows():
     level = np.sqrt(np.mean(audio[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1))
     mouth = mouth_envelope(pitch_speech(spec.seed, spec.duration_s), spec.fps, n)
     assert np.corrcoef(np.log(level + 1e-4), mouth)[0, 1] > 0.7
+
+
+def test_failures_are_loud_not_a_silent_fallback():
+    from detector.corpus.speech import SpeechError, _Engine
+
+    with pytest.raises(SpeechError, match="no voice"):
+        _Engine().say("Hello.", "xx-nonexistent", 160, 50, 50, 1)
+    with pytest.raises(SpeechError, match="speech process failed"):
+        pitch_speech(1, 2.0, rate=0)                 # the child process fails: the clip fails

@@ -189,8 +189,14 @@ def _spoken(seed: int, duration_s: float, rate: int) -> Speech:
     import subprocess
     import sys
 
+    import os
+    from pathlib import Path
+
+    # The child imports this package from wherever the parent did (an install or a checkout).
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-m", "detector.corpus.speech", str(seed), repr(float(duration_s)),
-                           str(rate)], capture_output=True, check=False)
+                           str(rate)], capture_output=True, check=False, env=env)
     if done.returncode != 0:
         raise SpeechError(f"speech process failed ({done.returncode}): {done.stderr.decode(errors='replace')[-500:]}")
     header, _, body = done.stdout.partition(b"\n")
@@ -201,6 +207,8 @@ def _speak_here(seed: int, duration_s: float, rate: int) -> Speech:
     """pitch_speech in this process (only ever called once per process: see module doc)."""
     from scipy.signal import resample_poly
 
+    if rate <= 0 or not duration_s > 0:
+        raise ValueError(f"cannot speak {duration_s} s at {rate} samples per second")
     rng = np.random.default_rng([seed, 21])
     voice = str(rng.choice(VOICES))
     rate_wpm, pitch, pitch_range = int(rng.integers(140, 200)), int(rng.integers(30, 70)), int(rng.integers(30, 80))
