@@ -9,10 +9,14 @@ follows the clip's truth, so audio carries the same structure as the picture:
   for a speed change, reversed for a boomerang) -- an audio loop survives a video disguise;
 - prerecorded: a new sound scene (another voice, tone, level) at every cut, crossfaded over
   every dissolve;
-- live and ai_driven: one continuous scene that never repeats (a lip-sync presenter's voice
-  is new speech, as a text-to-speech track is).
+- live: one continuous scene that never repeats;
+- ai_driven: the text-to-speech pitch (eSpeak NG, `corpus.speech`) whose loudness drives the
+  clip's pasted mouth, over room tone and sometimes music: the voice the lip-sync follows.
 
-Pure NumPy/SciPy; nothing is downloaded or installed.
+The talking voice is either the formant voice below or (half of the scenes, in every class)
+a text-to-speech pitch at the same level, so the kind of voice is not a class cue.
+
+NumPy/SciPy and the espeakng-loader wheel's eSpeak NG; nothing is downloaded at run time.
 """
 
 from __future__ import annotations
@@ -90,27 +94,46 @@ def music(rng: np.random.Generator, n: int) -> np.ndarray:
     return 0.05 * out / 3
 
 
-def scene(rng: np.random.Generator, n: int, talk: bool, with_music: bool) -> np.ndarray:
-    """One continuous sound scene of n samples."""
+def tts_voice(seed: int, n: int) -> np.ndarray:
+    """n samples of a text-to-speech product pitch (`corpus.speech`), at the level of
+    `voice` (peak 0.3), so loudness says nothing about which kind of voice speaks."""
+    from detector.corpus.speech import pitch_speech
+
+    speech = pitch_speech(seed, n / RATE, RATE).samples[:n].astype(np.float64)
+    return 0.3 * speech / max(float(np.abs(speech).max()), 1e-9)
+
+
+def scene(rng: np.random.Generator, n: int, talk: bool, with_music: bool, tts: bool = False) -> np.ndarray:
+    """One continuous sound scene of n samples (`tts`: the talk is a text-to-speech voice)."""
     out = room_tone(rng, n)
     if talk:
-        out += voice(rng, n)
+        out += tts_voice(int(rng.integers(1, 2**31 - 1)), n) if tts else voice(rng, n)
     if with_music:
         out += music(rng, n)
     return out
 
 
 def soundtrack(label: str, truth: dict, duration_s: float, seed: int) -> tuple[np.ndarray, dict]:
-    """The clip's audio (mono float32 at RATE) and what it holds, from the clip's truth."""
+    """The clip's audio (mono float32 at RATE) and what it holds, from the clip's truth.
+
+    AI-driven clips speak the text-to-speech pitch their mouth follows (`truth["speech"]`);
+    in every other class half of the talking scenes are text-to-speech too, so a TTS voice
+    is no class cue in itself."""
     rng = np.random.default_rng([seed, 11])
     n = int(round(duration_s * RATE))
     talk, with_music = bool(rng.random() < 0.75), bool(rng.random() < 0.3)
+    tts = bool(rng.random() < 0.5)
     info = {"rate": RATE, "voice": talk, "music": with_music}
-    if label == "prerecorded" and (truth.get("cuts_s") or truth.get("fades")):
+    if label == "ai_driven" and "speech" in truth:
+        audio = scene(rng, n, False, with_music) + tts_voice(seed, n)
+        info["voice"] = "tts (the mouth's)"
+    elif label == "prerecorded" and (truth.get("cuts_s") or truth.get("fades")):
         audio = _edited(rng, n, truth, with_music)
         info["voice"] = "per shot"
     else:
-        audio = scene(rng, n, talk, with_music)
+        audio = scene(rng, n, talk, with_music, tts)
+        if talk:
+            info["voice"] = "tts" if tts else "formant"
     if label == "looped" and "region" not in truth:
         _replay(audio, truth.get("replays", []))
         info["replays"] = "as video"
@@ -121,10 +144,11 @@ def _edited(rng, n: int, truth: dict, with_music: bool) -> np.ndarray:
     """A new sound scene per shot; hard switches at cuts, crossfades over dissolves."""
     bounds = sorted([(c, c, "cut") for c in truth.get("cuts_s", [])] +
                     [(a, b, "fade") for a, b in truth.get("fades", [])])
-    audio = scene(rng, n, bool(rng.random() < 0.75), with_music)
+    audio = scene(rng, n, bool(rng.random() < 0.75), with_music, bool(rng.random() < 0.5))
     for a_s, b_s, _ in bounds:
         a, b = int(round(a_s * RATE)), int(round(b_s * RATE))
-        fresh = scene(rng, n - a, bool(rng.random() < 0.75), with_music) * rng.uniform(0.6, 1.6)
+        fresh = scene(rng, n - a, bool(rng.random() < 0.75), with_music, bool(rng.random() < 0.5))
+        fresh *= rng.uniform(0.6, 1.6)
         ramp = np.ones(n - a)
         if b > a:
             ramp[: b - a] = np.linspace(0, 1, b - a)

@@ -1,7 +1,8 @@
 """Pictures of what each class looks like, for the docs: one PNG per class.
 
-Each PNG is a sheet with one frame (the middle one) of the first clip of every variant of
-that class in a corpus manifest, captioned with the variant.
+Each PNG is a sheet with one frame (the middle one, or the middle of the first product held
+up to the camera) of the first clip of every variant of that class in a corpus manifest,
+captioned with the variant.
 
     python -m detector.corpus.gallery CORPUS_DIR docs/classes           # from an existing corpus
     python -m detector.corpus.gallery --make WORK_DIR docs/classes      # one 12 s clip per variant
@@ -62,7 +63,7 @@ def write_gallery(corpus: Path, out: Path) -> list[Path]:
     for row in read_manifest(Path(corpus) / MANIFEST).values():
         variants = by_label.setdefault(row["label"], {})
         if row["variant"] not in variants:
-            variants[row["variant"]] = frame_at(Path(corpus) / row["path"], 0.5 * float(row["duration_s"]))
+            variants[row["variant"]] = frame_at(Path(corpus) / row["path"], _shown_at(row))
     written = []
     for label, variants in by_label.items():
         path = out / f"{label}.png"
@@ -70,6 +71,17 @@ def write_gallery(corpus: Path, out: Path) -> list[Path]:
         path.write_bytes(data.tobytes())
         written.append(path)
     return written
+
+
+def _shown_at(row: dict) -> float:
+    """The middle of the clip, or of the first product held up to the camera if there is one."""
+    import json
+
+    products = json.loads(row["params"]).get("products_s") or []
+    if products:
+        _, top_s, lower_s, _ = products[0]
+        return 0.5 * (top_s + lower_s)
+    return 0.5 * float(row["duration_s"])
 
 
 def gallery_jobs(seed: int = 0):

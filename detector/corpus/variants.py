@@ -89,10 +89,20 @@ def _take(kind, spec: Spec, duration_s, seed, rng, shake=None, **kw) -> Iterator
 
 # -- live -------------------------------------------------------------------------------------
 
+def _products_truth(duration_s: float, seed: int, share: float = 0.75) -> list[list[float]]:
+    """[start_s, top_s, lower_s, end_s] of each product raised to the camera."""
+    from detector.synth.presenter import product_events
+
+    return [[round(t, 4) for t in e] for e in product_events(duration_s, seed, share)]
+
+
 def _live(kind: str, shake: float | None = None):
     def make(spec: Spec, rng: np.random.Generator) -> Rendered:
         frames = _take(kind, spec, spec.duration_s, spec.seed, rng, shake=shake)
-        return Rendered(frames, _group(kind, spec.seed), {"source": kind})
+        truth: dict = {"source": kind}
+        if kind == "presenter":
+            truth["products_s"] = _products_truth(spec.duration_s, spec.seed)
+        return Rendered(frames, _group(kind, spec.seed), truth)
     return make
 
 
@@ -112,15 +122,18 @@ def live_presenter_keyed(spec: Spec, rng: np.random.Generator) -> Rendered:
     presenter = Presenter(spec.width, spec.height, spec.seed)
     states = live_states(spec.duration_s, spec.fps, spec.seed, float(rng.uniform(0.6, 1.2)))
     background = _take("room", spec, spec.duration_s, spec.seed + 1, rng, shake=0.0)
-    frames = _keyed(presenter, (presenter.clean_frame(states, i) for i in range(len(states))), background)
-    return Rendered(frames, f"presenter-{spec.seed}", {"source": "presenter_keyed"})
+    frames = _keyed(presenter, states, background)
+    return Rendered(frames, f"presenter-{spec.seed}",
+                    {"source": "presenter_keyed", "products_s": _products_truth(spec.duration_s, spec.seed)})
 
 
-def _keyed(presenter, person_frames, background) -> Iterator[np.ndarray]:
+def _keyed(presenter, states, background) -> Iterator[np.ndarray]:
+    """The presenter keyed over `background`; a raised product is in front of both."""
     mask = presenter.person_mask()[:, :, None]
-    for person, bg in zip(person_frames, background):
-        out = person.astype(np.float32) * mask + bg.astype(np.float32) * (1.0 - mask)
-        yield presenter._noisy(out.astype(np.uint8))
+    for i, bg in zip(range(len(states)), background):
+        person = presenter.clean_frame(states, i, product=False)
+        out = (person.astype(np.float32) * mask + bg.astype(np.float32) * (1.0 - mask)).astype(np.uint8)
+        yield presenter._noisy(presenter.draw_product(out, states, i))
 
 
 # -- looped -----------------------------------------------------------------------------------
@@ -589,20 +602,34 @@ def _mouth_truth(presenter) -> list[int]:
     return list(presenter.mouth_box())
 
 
+def _spoken_mouth(spec: Spec) -> tuple[np.ndarray, dict]:
+    """The mouth opening per frame from the clip's text-to-speech pitch (the same speech
+    `corpus.audio` puts on the soundtrack), and what was said."""
+    from detector.corpus.speech import mouth_envelope, pitch_speech
+
+    speech = pitch_speech(spec.seed, spec.duration_s)
+    return mouth_envelope(speech, spec.fps, _n(spec)), {"engine": "espeak-ng", **speech.info}
+
+
 @recipe("ai_driven", "portrait")
 def ai_portrait(spec: Spec, rng: np.random.Generator) -> Rendered:
     """A still portrait with a lip-synced mouth, sine sway and clockwork blinks."""
     from detector.synth.presenter import Presenter, portrait_states
 
     presenter = Presenter(spec.width, spec.height, spec.seed, noise_sigma=float(rng.uniform(0.5, 2.0)))
+    mouth, speech = _spoken_mouth(spec)
     states = portrait_states(spec.duration_s, spec.fps, spec.seed, blink_period_s=float(rng.uniform(2.5, 4.5)),
-                             sway_period_s=float(rng.uniform(3.0, 6.0)), sway_px=float(rng.uniform(1.0, 6.0)))
-    return Rendered(presenter.frames(states), f"portrait-{spec.seed}",
-                    {"source": "portrait", "mouth_box": _mouth_truth(presenter)})
+                             sway_period_s=float(rng.uniform(3.0, 6.0)), sway_px=float(rng.uniform(1.0, 6.0)),
+                             mouth=mouth, products=rng.random() < 0.4)
+    truth = {"source": "portrait", "mouth_box": _mouth_truth(presenter), "speech": speech}
+    if states.product is not None:          # a product picture composited rising to the camera
+        truth["products_s"] = _products_truth(spec.duration_s, spec.seed, share=1.0)
+    return Rendered(presenter.frames(states), f"portrait-{spec.seed}", truth)
 
 
-def _recycled_states(spec: Spec, rng):
-    """Base footage of a real presenter, replayed in chunks with a re-synthesised mouth."""
+def _recycled_states(spec: Spec, rng, mouth: np.ndarray):
+    """Base footage of a real presenter, replayed in chunks with a re-synthesised mouth
+    opened by `mouth` (per output frame)."""
     from detector.synth.presenter import live_states, replay
 
     base_s = float(rng.uniform(5.0, min(12.0, spec.duration_s / 1.8)))
@@ -620,7 +647,7 @@ def _recycled_states(spec: Spec, rng):
         spans.append([round(t, 4), round(t + (b - a) / spec.fps, 4), round(a / spec.fps, 4)])
         t += (b - a) / spec.fps
         pos = (start + length) % max(base_s - 1.5, 1e-6)
-    states = replay(base, chunks, spec.fps, new_mouth_seed=spec.seed, keep_original=False)
+    states = replay(base, chunks, spec.fps, new_mouth_seed=spec.seed, keep_original=False, new_mouth=mouth)
     return states.take(np.arange(_n(spec))), spans, mode
 
 
@@ -629,9 +656,11 @@ def ai_recycled(spec: Spec, rng: np.random.Generator) -> Rendered:
     from detector.synth.presenter import Presenter
 
     presenter = Presenter(spec.width, spec.height, spec.seed)
-    states, spans, mode = _recycled_states(spec, rng)
+    mouth, speech = _spoken_mouth(spec)
+    states, spans, mode = _recycled_states(spec, rng, mouth)
     return Rendered(presenter.frames(states), f"presenter-{spec.seed}",
-                    {"source": "presenter", "mouth_box": _mouth_truth(presenter), "recycled": spans, "order": mode})
+                    {"source": "presenter", "mouth_box": _mouth_truth(presenter), "recycled": spans, "order": mode,
+                     "speech": speech})
 
 
 @recipe("ai_driven", "keyed_presenter")
@@ -640,17 +669,21 @@ def ai_keyed(spec: Spec, rng: np.random.Generator) -> Rendered:
     from detector.synth.presenter import Presenter, portrait_states
 
     presenter = Presenter(spec.width, spec.height, spec.seed)
-    truth: dict = {"mouth_box": _mouth_truth(presenter)}
+    mouth, speech = _spoken_mouth(spec)
+    truth: dict = {"mouth_box": _mouth_truth(presenter), "speech": speech}
     if rng.random() < 0.5:
         states = portrait_states(spec.duration_s, spec.fps, spec.seed, blink_period_s=float(rng.uniform(2.5, 4.5)),
-                                 sway_period_s=float(rng.uniform(3.0, 6.0)), sway_px=float(rng.uniform(1.0, 5.0)))
+                                 sway_period_s=float(rng.uniform(3.0, 6.0)), sway_px=float(rng.uniform(1.0, 5.0)),
+                                 mouth=mouth, products=rng.random() < 0.4)
         truth["source"] = "portrait_keyed"
+        if states.product is not None:
+            truth["products_s"] = _products_truth(spec.duration_s, spec.seed, share=1.0)
     else:
-        states, spans, mode = _recycled_states(spec, rng)
+        states, spans, mode = _recycled_states(spec, rng, mouth)
         truth.update(source="recycled_keyed", recycled=spans, order=mode)
     bg_kind = str(rng.choice(["room", "still"], p=(0.6, 0.4)))
     background = _take(bg_kind, spec, spec.duration_s, spec.seed + 1, rng, shake=0.0)
     truth["background"] = bg_kind
-    frames = _keyed(presenter, (presenter.clean_frame(states, i) for i in range(len(states))), background)
+    frames = _keyed(presenter, states, background)
     return Rendered(frames, f"portrait-{spec.seed}" if truth["source"] == "portrait_keyed" else f"presenter-{spec.seed}",
                     truth)

@@ -67,6 +67,7 @@ class States:
     mouth: np.ndarray              # mouth opening 0..1 of the footage itself
     jaw: bool                      # True: opening moves jaw and cheeks (a real face)
     pasted_mouth: np.ndarray | None = None   # a re-synthesised mouth (NaN: none this frame)
+    product: np.ndarray | None = None        # how far a product is raised to the camera 0..1
 
     def __len__(self) -> int:
         return len(self.blink)
@@ -77,7 +78,7 @@ class States:
                        head_scale=self.head_scale[index], head_roll_deg=self.head_roll_deg[index],
                        head_yaw_deg=self.head_yaw_deg[index], head_pitch_deg=self.head_pitch_deg[index],
                        cam_dx=self.cam_dx[index], cam_dy=self.cam_dy[index], blink=self.blink[index],
-                       mouth=self.mouth[index], pasted_mouth=pick(self.pasted_mouth))
+                       mouth=self.mouth[index], pasted_mouth=pick(self.pasted_mouth), product=pick(self.product))
 
 
 # -- state generators ------------------------------------------------------------------------
@@ -132,8 +133,46 @@ def irregular_blink_times(rng, duration_s) -> list[float]:
     return times
 
 
-def live_states(duration_s: float, fps: float, seed: int, liveliness: float = 1.0) -> States:
-    """A live presenter (`liveliness` scales how much the head moves)."""
+def product_events(duration_s: float, seed: int, share: float = 0.75) -> list[tuple[float, float, float, float]]:
+    """When a presenter raises a product to the camera: (start_s, top_s, lower_s, end_s) per
+    showing (rising from start to top, held near the camera, lowered from lower to end), on
+    `share` of the seeds; gaps of 2-8 s between showings. Its own random stream, so adding
+    products left the rest of a seed's states unchanged."""
+    rng = np.random.default_rng([seed, 5])
+    if rng.random() >= share:
+        return []
+    events, t_s = [], float(rng.uniform(0.8, 5.0))
+    while True:
+        rise, hold, lower = rng.uniform(0.5, 1.2), rng.uniform(1.2, 4.0), rng.uniform(0.5, 1.0)
+        if t_s + rise + hold + lower > duration_s - 0.2:
+            break
+        events.append((t_s, t_s + rise, t_s + rise + hold, t_s + rise + hold + lower))
+        t_s += rise + hold + lower + float(rng.uniform(2.0, 8.0))
+    return events
+
+
+def product_lift(events, n: int, fps: float, seed: int) -> np.ndarray:
+    """Per frame 0 (out of view, below the frame) .. 1 (held close to the camera): smooth
+    rises and falls, and while held a slow push towards and away from the lens."""
+    rng = np.random.default_rng([seed, 7])
+    t = np.arange(n) / fps
+    lift = np.zeros(n)
+    smooth = lambda x: x * x * (3 - 2 * x)
+    for start, top, lower, end in events:
+        up = (t >= start) & (t < top)
+        lift[up] = smooth((t[up] - start) / (top - start))
+        held = (t >= top) & (t < lower)
+        lift[held] = 1.0 - 0.12 * (1 - np.cos(2 * math.pi * (t[held] - top) / rng.uniform(1.5, 3.0))) / 2
+        down = (t >= lower) & (t < end)
+        level = lift[held][-1] if held.any() else 1.0
+        lift[down] = level * smooth(1 - (t[down] - lower) / (end - lower))
+    return lift
+
+
+def live_states(duration_s: float, fps: float, seed: int, liveliness: float = 1.0,
+                products: bool = True) -> States:
+    """A live presenter (`liveliness` scales how much the head moves) who, on most seeds,
+    raises a product to the camera now and then (`product_events`)."""
     rng = np.random.default_rng([seed, 1])
     n = round(duration_s * fps)
     blinks = irregular_blink_times(rng, duration_s)
@@ -144,12 +183,16 @@ def live_states(duration_s: float, fps: float, seed: int, liveliness: float = 1.
         head_yaw_deg=_ou(rng, n, fps, 9.0 * k, 0.6), head_pitch_deg=_ou(rng, n, fps, 6.0 * k, 0.5),
         cam_dx=_ou(rng, n, fps, 0.8, 0.5), cam_dy=_ou(rng, n, fps, 0.8, 0.5),
         blink=_blink_train(n, fps, blinks, rng.uniform(0.18, 0.3, len(blinks))),
-        mouth=speech_envelope(rng, n, fps), jaw=True)
+        mouth=speech_envelope(rng, n, fps), jaw=True,
+        product=product_lift(product_events(duration_s, seed), n, fps, seed) if products else None)
 
 
 def portrait_states(duration_s: float, fps: float, seed: int, blink_period_s: float = 3.0,
-                    sway_period_s: float = 4.0, sway_px: float = 4.0) -> States:
-    """A still portrait with sine sway, clockwork blinks and a pasted speech-driven mouth."""
+                    sway_period_s: float = 4.0, sway_px: float = 4.0, mouth: np.ndarray | None = None,
+                    products: bool = False) -> States:
+    """A still portrait with sine sway, clockwork blinks and a pasted speech-driven mouth
+    (`mouth`: the opening per frame, e.g. from real speech; default a synthetic envelope).
+    With `products`, a product picture is composited rising to the camera now and then."""
     rng = np.random.default_rng([seed, 2])
     n = round(duration_s * fps)
     t = np.arange(n) / fps
@@ -161,13 +204,23 @@ def portrait_states(duration_s: float, fps: float, seed: int, blink_period_s: fl
         head_scale=np.ones(n), head_roll_deg=0.5 * np.sin(phase + 2.0), head_yaw_deg=zeros,
         head_pitch_deg=zeros, cam_dx=zeros, cam_dy=zeros,
         blink=_blink_train(n, fps, blinks, np.full(len(blinks), 0.24)),
-        mouth=zeros, jaw=False, pasted_mouth=speech_envelope(rng, n, fps))
+        mouth=zeros, jaw=False,
+        pasted_mouth=speech_envelope(rng, n, fps) if mouth is None else _fitted(mouth, n),
+        product=product_lift(product_events(duration_s, seed, share=1.0), n, fps, seed) if products else None)
+
+
+def _fitted(values: np.ndarray, n: int) -> np.ndarray:
+    """`values` cut or padded (with zeros) to n frames."""
+    out = np.zeros(n)
+    out[:min(n, len(values))] = values[:n]
+    return out
 
 
 def replay(states: States, chunks_s: Sequence[tuple[float, float]], fps: float,
-           new_mouth_seed: int | None, keep_original: bool = True) -> States:
+           new_mouth_seed: int | None, keep_original: bool = True, new_mouth: np.ndarray | None = None) -> States:
     """`states` (if `keep_original`) followed by its chunks (start_s, end_s) played again;
-    with `new_mouth_seed` the replayed part gets a new pasted mouth (the footage is untouched)."""
+    with `new_mouth_seed` the replayed part gets a new pasted mouth (the footage is untouched),
+    opened by `new_mouth` (per replayed frame) when given, else by a synthetic envelope."""
     n = len(states)
     index = ([np.arange(n)] if keep_original else []) + \
         [np.arange(round(a * fps), min(n, round(b * fps))) for a, b in chunks_s]
@@ -175,7 +228,8 @@ def replay(states: States, chunks_s: Sequence[tuple[float, float]], fps: float,
     if new_mouth_seed is not None:
         start = n if keep_original else 0
         pasted = np.full(len(out), np.nan)
-        pasted[start:] = speech_envelope(np.random.default_rng([new_mouth_seed, 3]), len(out) - start, fps)
+        pasted[start:] = (speech_envelope(np.random.default_rng([new_mouth_seed, 3]), len(out) - start, fps)
+                          if new_mouth is None else _fitted(new_mouth, len(out) - start))
         # The lip-sync model also shuts the footage's own mouth: it re-synthesises the region.
         mouth = out.mouth.copy()
         mouth[start:] = 0.0
@@ -208,6 +262,8 @@ class Presenter:
         self.head_weight = np.exp(-r2).astype(np.float32)
         self.lid = self._eyelids()
         self.noise: tuple[np.ndarray, np.ndarray] | None = None
+        self.seed = seed
+        self._product: Product | None = None
 
     def to_frame(self, x: float, y: float) -> tuple[float, float]:
         """Frame coordinates of a source point (head at rest)."""
@@ -301,8 +357,28 @@ class Presenter:
             self._open_mouth(src, float(s.pasted_mouth[i]), False, self.base)
         return src
 
-    def clean_frame(self, s: States, i: int) -> np.ndarray:
-        """Frame i without sensor noise."""
+    def clean_frame(self, s: States, i: int, product: bool = True) -> np.ndarray:
+        """Frame i without sensor noise (`product` False: without the raised product, for
+        keying: `draw_product` then draws it over the composite)."""
+        frame = self._posed(s, i)
+        return self.draw_product(frame, s, i) if product else frame
+
+    def draw_product(self, frame: np.ndarray, s: States, i: int) -> np.ndarray:
+        """The product raised to `s.product[i]` over `frame` (in place; returned)."""
+        if s.product is None or s.product[i] <= 0.01:
+            return frame
+        if self._product is None:
+            self._product = Product(self.width, self.height, self.seed, self.base)
+        self._product.draw(frame, float(s.product[i]))
+        return frame
+
+    def product_box(self, lift: float) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the product in the frame at `lift` (may reach past the frame)."""
+        if self._product is None:
+            self._product = Product(self.width, self.height, self.seed, self.base)
+        return self._product.box(lift)
+
+    def _posed(self, s: States, i: int) -> np.ndarray:
         fx, fy = FACE_CENTRE
         scale, roll = float(s.head_scale[i]), math.radians(float(s.head_roll_deg[i]))
         px, py = self.src_x - fx - s.head_dx[i], self.src_y - fy - s.head_dy[i]
@@ -347,3 +423,110 @@ class Presenter:
     def frames(self, s: States) -> Iterator[np.ndarray]:
         for i in range(len(s)):
             yield self.frame(s, i)
+
+
+class Product:
+    """A product (a box or a bottle) held in a hand, raised from below the frame towards the
+    camera: the higher it is lifted, the nearer and larger it is, occluding the presenter.
+
+    The look (kind, colours, label, hand side, where across the frame) is drawn from the seed;
+    the sprite is drawn once (anti-aliased, with alpha) and scaled per frame."""
+
+    SPRITE_H = 256
+
+    def __init__(self, width: int, height: int, seed: int, portrait: np.ndarray):
+        rng = np.random.default_rng([seed, 6])
+        self.width, self.height = width, height
+        short = min(width, height)
+        self.full_h = float(rng.uniform(0.45, 0.7)) * short * (1.25 if height > width else 1.0)
+        self.centre_x = float(rng.uniform(0.3, 0.7)) * width
+        self.top_y = float(rng.uniform(0.5, 0.62)) * height          # centre when fully raised
+        self.drift_x = float(rng.choice([-1, 1]) * rng.uniform(0.0, 0.12)) * width
+        fx, fy = FACE_CENTRE
+        skin = portrait[int(fy) - 10:int(fy) + 10, int(fx) - 25:int(fx) - 5].reshape(-1, 3).mean(axis=0)
+        self.sprite, self.grip_x = _product_sprite(rng, self.SPRITE_H, skin)
+        self.sleeve = tuple(float(c) for c in rng.uniform(20, 200, 3))
+
+    def box(self, lift: float) -> tuple[int, int, int, int]:
+        h = self.full_h * (0.5 + 0.5 * lift)                 # nearer the camera, larger
+        w = h * self.sprite.shape[1] / self.sprite.shape[0]
+        cy = (self.height + 0.5 * h) + (self.top_y - self.height - 0.5 * h) * lift
+        cx = self.centre_x + self.drift_x * (1 - lift)
+        return int(round(cx - w / 2)), int(round(cy - h / 2)), int(round(cx + w / 2)), int(round(cy + h / 2))
+
+    def draw(self, frame: np.ndarray, lift: float) -> None:
+        x0, y0, x1, y1 = self.box(lift)
+        w, h = x1 - x0, y1 - y0
+        if w < 2 or h < 2:
+            return
+        fx0, fy0, fx1, fy1 = max(0, x0), max(0, y0), min(self.width, x1), min(self.height, y1)
+        if fx1 <= fx0 or fy1 <= fy0:
+            return
+        # The forearm (in a sleeve) reaching up from below the frame to the hand.
+        gx = x0 + self.grip_x * w
+        arm = np.array([[gx - 0.22 * w, y0 + 0.8 * h], [gx + 0.22 * w, y0 + 0.8 * h],
+                        [gx + 0.45 * w, self.height + 0.3 * h], [gx - 0.05 * w, self.height + 0.3 * h]])
+        cv2.fillPoly(frame, [np.round(arm * 16).astype(np.int32)], self.sleeve, cv2.LINE_AA, 4)
+        sprite = cv2.resize(self.sprite, (w, h), interpolation=cv2.INTER_AREA if h < self.SPRITE_H else cv2.INTER_LINEAR)
+        part = sprite[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0].astype(np.float32)
+        alpha = part[:, :, 3:] / 255.0
+        roi = frame[fy0:fy1, fx0:fx1].astype(np.float32)
+        frame[fy0:fy1, fx0:fx1] = (roi * (1 - alpha) + part[:, :, :3] * alpha).astype(np.uint8)
+
+
+def _product_sprite(rng, height: int, skin: np.ndarray) -> tuple[np.ndarray, float]:
+    """BGRA picture of a box, bottle or jar with a label, gripped by a hand near the bottom,
+    and where across the picture (0..1) the hand is."""
+    kind = str(rng.choice(["box", "bottle", "jar"]))
+    aspect = {"box": rng.uniform(0.55, 0.85), "bottle": rng.uniform(0.32, 0.42), "jar": rng.uniform(0.7, 0.95)}[kind]
+    s = 2                                                     # drawn at 2x, then downsampled: anti-aliasing
+    H, W = height * s, int(height * aspect) * s
+    pad = int(0.18 * W)                                       # room for the fingers either side
+    img = np.zeros((H, W + 2 * pad, 4), np.float32)
+    body = np.array([*rng.uniform(30, 230, 3), 255.0])
+    accent = np.array([*rng.uniform(30, 230, 3), 255.0])
+    label = np.array([*rng.uniform(170, 250, 3), 255.0])
+    x0, x1 = pad, pad + W
+    if kind == "box":
+        cv2.rectangle(img, (x0, int(0.06 * H)), (x1, H), body.tolist(), -1)
+        top = np.array([[x0, int(0.06 * H)], [x0 + int(0.12 * W), 0], [x1, 0], [x1, int(0.06 * H)]], np.int32)
+        cv2.fillPoly(img, [top], (np.minimum(body * [1.25, 1.25, 1.25, 1], 255)).tolist())
+        y_label = (int(0.3 * H), int(0.62 * H))
+    else:
+        neck = 0.3 if kind == "bottle" else 0.85
+        shoulder = int((0.28 if kind == "bottle" else 0.1) * H)
+        nx0, nx1 = int(pad + W * (1 - neck) / 2), int(pad + W * (1 + neck) / 2)
+        cv2.rectangle(img, (nx0, int(0.02 * H)), (nx1, shoulder), accent.tolist(), -1)      # cap / lid
+        cv2.ellipse(img, ((x0 + x1) // 2, shoulder + int(0.06 * H)), ((x1 - x0) // 2, int(0.08 * H)), 0, 180, 360,
+                    body.tolist(), -1)
+        cv2.rectangle(img, (x0, shoulder + int(0.06 * H)), (x1, H - int(0.03 * H)), body.tolist(), -1)
+        cv2.ellipse(img, ((x0 + x1) // 2, H - int(0.04 * H)), ((x1 - x0) // 2, int(0.035 * H)), 0, 0, 180,
+                    body.tolist(), -1)
+        y_label = (int(0.45 * H), int(0.75 * H))
+    cv2.rectangle(img, (x0, y_label[0]), (x1, y_label[1]), label.tolist(), -1)
+    cv2.circle(img, ((x0 + x1) // 2, int(0.4 * y_label[0] + 0.6 * y_label[1]) - int(0.06 * H)),
+               int(0.09 * min(W, H)), accent.tolist(), -1)
+    for k in range(int(rng.integers(2, 5))):                  # lines of "text" on the label
+        y = y_label[0] + int((0.55 + 0.1 * k) * (y_label[1] - y_label[0]))
+        length = int(rng.uniform(0.4, 0.8) * W)
+        cv2.rectangle(img, ((x0 + x1 - length) // 2, y), ((x0 + x1 + length) // 2, y + max(2, H // 80)),
+                      (40.0, 40.0, 40.0, 255.0), -1)
+    shade = np.linspace(0.8, 1.15, img.shape[1], dtype=np.float32)[None, :, None]   # light from one side
+    if rng.random() < 0.5:
+        shade = shade[:, ::-1]
+    img[:, :, :3] *= shade
+    # The hand: four fingers across the front on one side, a thumb on the other.
+    skin4 = [*np.clip(skin * rng.uniform(0.85, 1.1), 0, 255), 255.0]
+    left = rng.random() < 0.5
+    grip_y = int(rng.uniform(0.68, 0.82) * H)
+    fw, fh = int(0.16 * W + 0.05 * H), int(0.045 * H)
+    for k in range(4):
+        cx = x0 + int(0.12 * W) if left else x1 - int(0.12 * W)
+        cv2.ellipse(img, (cx, grip_y + k * int(2.1 * fh)), (fw, fh), 0, 0, 360, skin4, -1)
+        cv2.ellipse(img, (cx, grip_y + k * int(2.1 * fh) + fh), (fw, 1), 0, 0, 360,
+                    [*(np.array(skin4[:3]) * 0.7), 255.0], -1)      # the crease between fingers
+    tx = x1 + int(0.02 * W) if left else x0 - int(0.02 * W)
+    cv2.ellipse(img, (tx, grip_y + int(2 * fh)), (int(0.5 * fh) + pad // 3, int(2.2 * fh)), 0, 0, 360, skin4, -1)
+    img = np.clip(img, 0, 255)
+    grip = (x0 + 0.12 * W if left else x1 - 0.12 * W) / img.shape[1]
+    return cv2.resize(img, (img.shape[1] // s, H // s), interpolation=cv2.INTER_AREA).astype(np.uint8), grip
