@@ -187,6 +187,9 @@ class LiveIngest:
         self._reader: _Reader | None = None
         self._connections = 0
         self.stats = {"connections": 0, "outages": 0, "watchdog_trips": 0, "duplicates_dropped": 0}
+        # Absolute timestamp (PTS, seconds) of stream time 0, and how often the clock restarted.
+        self.origin_pts_s: float | None = None
+        self.clock_restarts = 0
 
     # -- setup --------------------------------------------------------------------------------
     def _followable(self, path: Path) -> bool:
@@ -285,6 +288,8 @@ class LiveIngest:
                     if not connection_clock_checked:
                         connection_clock_checked = True
                         origin_abs = self._clock_origin(origin_abs, t_abs, last_t, time.monotonic() - last_frame_wall)
+                        if self.origin_pts_s is None:
+                            self.origin_pts_s = origin_abs
                     t_s = t_abs - origin_abs
                     if last_t is not None and t_s <= last_t + 1e-3:
                         self.stats["duplicates_dropped"] += 1   # a replayed segment
@@ -346,6 +351,7 @@ class LiveIngest:
         if last_t - _REWIND_TOLERANCE_S <= t_s <= last_t + gap_s + _JUMP_TOLERANCE_S:
             return origin_abs                      # same clock (maybe replaying a few segments)
         log.info("stream clock restarted on reconnect (%.1f s vs %.1f s): continuing after the gap", t_s, last_t)
+        self.clock_restarts += 1
         return t_abs - (last_t + gap_s)
 
 

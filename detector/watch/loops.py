@@ -178,6 +178,8 @@ class LoopWatcher:
 
     def _is_new(self, r: Repeat) -> bool:
         length = r.end_s - r.start_s
+        if length < self.settings.min_span_s:
+            return False         # the start of a further pass: alerted once it has grown
         for a, b in self._alerted:
             if min(b, r.end_s) - max(a, r.start_s) > 0.5 * min(length, b - a):
                 return False

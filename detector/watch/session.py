@@ -213,6 +213,8 @@ class WatchSession:
                 body["kind"] = e.kind
             if name == "cut":
                 body["type"] = e.detail.get("type")
+                if self._at_loop_seam(e.start_s):
+                    body["loop_seam"] = True      # where a replayed pass starts: one edit, not a cut
             self.emit(name, result.end_s, **body)
         if self.model is None:
             return
@@ -228,6 +230,19 @@ class WatchSession:
             self.emit("verdict_changed", result.end_s, verdict=verdict, previous=previous,
                       confidence=round(confidence, 4), scores=self.scores,
                       window=[_round(result.start_s), _round(result.end_s)])
+
+    def _at_loop_seam(self, t_s: float) -> bool:
+        """A cut where an alerted replay starts or ends (or a whole period later) is the seam."""
+        for span in self.loop_spans[-50:]:
+            start, end, source = span["start_s"], span["end_s"], span["source_start_s"]
+            if abs(t_s - start) <= 0.5 or abs(t_s - end) <= 0.5:
+                return True
+            period = start - source if source is not None else 0.0
+            if period > 1.0 and t_s >= start:
+                phase = (t_s - start) % period
+                if min(phase, period - phase) <= 0.5:
+                    return True
+        return False
 
     def _new_span(self, name: str, e: Evidence) -> bool:
         """Overlapping windows find the same cut or stretch again: report it once."""
@@ -277,6 +292,9 @@ class WatchSession:
             "outages": self._outages,
             "outage_s": _round(self._stall_s),
             "connections": self.ingest.stats["connections"],
+            # Stream time t_s is PTS t_s + origin_pts_s of the stream's own clock.
+            "origin_pts_s": _round(self.ingest.origin_pts_s),
+            "clock_restarts": self.ingest.clock_restarts,
             "watchdog_trips": self.ingest.stats["watchdog_trips"],
             "loop_searches": self.loops.searches,
             "loop_search_s": _round(self.loops.search_wall_s),
