@@ -81,7 +81,7 @@ class LiveHlsWriter(threading.Thread):
         import av
 
         try:
-            flags = "delete_segments+temp_file" + ("" if self.endlist else "+omit_endlist")
+            flags = "temp_file" + ("" if self.endlist else "+omit_endlist")
             out = av.open(str(self.playlist), "w", format="hls",
                           options={"hls_time": str(self.segment_s), "hls_list_size": "6", "hls_flags": flags})
             stream = out.add_stream("libx264", rate=self.fps)
@@ -116,3 +116,13 @@ class LiveHlsWriter(threading.Thread):
         finally:
             self.started.set()
             self.done.set()
+
+
+def first_pts_s(segment: Path) -> float:
+    """Timestamp of the first video frame in an HLS segment (the writer's clock at t = 0)."""
+    import av
+
+    with av.open(str(segment)) as container:
+        for frame in container.decode(video=0):
+            return float(frame.time)
+    raise ValueError(f"no frame in {segment}")

@@ -325,7 +325,7 @@ class LiveIngest:
                     yield Ended("end_of_stream", "the playlist ended (#EXT-X-ENDLIST)")
                     return
                 if outage is None:
-                    outage = Outage(last_t_s=last_t, reason=reason or "the stream ended", wall_s=time.time())
+                    outage = Outage(last_t_s=last_t, reason=reason or "no new data: the server closed the stream or stopped updating it", wall_s=time.time())
                     self.stats["outages"] += 1
                     yield outage
                 silent_s = time.monotonic() - last_frame_wall

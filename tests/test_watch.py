@@ -1,0 +1,165 @@
+"""`detector watch` through the CLI, on a live room served on 127.0.0.1: HLS segments written
+on the fly by PyAV (real time) and served by http.server. A room that turns into a loop, a
+stream that stalls and resumes, a server that dies, SIGINT and --duration."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+from watch_live import LiveHlsWriter, Server, first_pts_s, room_then_loop
+
+from detector.synth.scenes import moving_scene
+from detector.synth.writer import write_clip
+from detector.watch.session import EVENT_NAMES
+
+W, H, FPS = 320, 180, 15
+COMMON_KEYS = ("event", "stream_t_s", "wall_time", "latency_s")
+
+
+def _events(stdout: str) -> list[dict]:
+    events = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    for e in events:
+        assert tuple(e)[:4] == COMMON_KEYS and e["event"] in EVENT_NAMES
+    assert events[0]["event"] == "started" and events[-1]["event"] == "ended"
+    assert [e["event"] for e in events].count("ended") == 1
+    return events
+
+
+def _wall(event: dict) -> float:
+    return datetime.fromisoformat(event["wall_time"].replace("Z", "+00:00")).timestamp()
+
+
+def _live(tmp_path: Path, frames, **kwargs) -> tuple[LiveHlsWriter, Server]:
+    writer = LiveHlsWriter(tmp_path, frames, FPS, W, H, **kwargs)
+    writer.start()
+    server = Server(tmp_path)
+    assert writer.started.wait(20) and writer.error is None
+    return writer, server
+
+
+@pytest.fixture
+def fast(tmp_path) -> list[str]:
+    """Short timeouts, so stalls and deaths are seen within seconds."""
+    path = tmp_path / "fast.toml"
+    path.write_text("open_timeout_s = 2\nread_timeout_s = 2\n[watch]\nbackoff_initial_s = 0.3\nbackoff_max_s = 1.0\n")
+    return ["--config", str(path)]
+
+
+def _popen(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "detector", "watch", *args], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_live_room_turning_into_a_loop_is_alerted_within_a_period_of_the_second_pass(tmp_path):
+    live_s, period_s, total_s = 10.0, 10.0, 34.0
+    second_pass_s = live_s + period_s           # on the writer's clock
+    hls = tmp_path / "hls"
+    hls.mkdir()
+    writer, server = _live(hls, room_then_loop(W, H, FPS, live_s, period_s, total_s, seed=3))
+    try:
+        result = run_cli("watch", "--model", "none", f"{server.base}/live.m3u8", timeout_s=90)
+    finally:
+        writer.stop.set()
+        server.kill()
+    assert result.returncode == 1, result.stderr        # a loop was alerted: flagged
+    events = _events(result.stdout)
+    ended = events[-1]
+    assert ended["reason"] == "end_of_stream", ended     # the playlist's #EXT-X-ENDLIST
+    # The watch's clock starts at the first frame it saw; the writer's at its first segment.
+    shift = ended["summary"]["origin_pts_s"] - first_pts_s(hls / "live0.ts")
+    loops = [e for e in events if e["event"] == "loop_detected"]
+    assert loops, [e["event"] for e in events]
+    for alert in loops:                                  # no alert before the second pass
+        assert alert["stream_t_s"] + shift >= second_pass_s
+        for span in alert["spans"]:
+            assert span["start_s"] + shift >= second_pass_s - 1.0
+            assert span["start_s"] - span["source_start_s"] == pytest.approx(period_s, abs=0.5)
+    first = loops[0]
+    latency_s = first["stream_t_s"] + shift - second_pass_s
+    assert latency_s <= period_s + 10.0
+    assert first["latency_s"] is not None and first["latency_s"] >= 0
+    print(f"loop alert {latency_s:.1f} s (stream) after the second pass began; "
+          f"emitted {first['latency_s']:.2f} s (wall) after its last frame arrived")
+    assert ended["summary"]["loops"] >= 1 and ended["summary"]["flagged"] is True
+
+
+def test_stream_that_stalls_and_resumes_then_sigint_ends_cleanly(tmp_path, fast):
+    writer, server = _live(tmp_path, moving_scene(W, H, FPS, 60.0, seed=4), stall_at_s=6.0, stall_for_s=6.0,
+                           endlist=False)
+    proc = _popen("--model", "none", *fast, f"{server.base}/live.m3u8")
+    try:
+        deadline = time.monotonic() + 45
+        seen = []
+        while time.monotonic() < deadline:          # read events as they come
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(json.loads(line))
+            if seen[-1]["event"] == "reconnected":
+                time.sleep(1.0)
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        writer.stop.set()
+        server.kill()
+    events = seen + [json.loads(line) for line in out.splitlines() if line.strip()]
+    names = [e["event"] for e in events]
+    assert "stream_stalled" in names and "reconnected" in names, (names, err)
+    assert names.index("stream_stalled") < names.index("reconnected")
+    resumed = events[names.index("reconnected")]
+    assert resumed["outage_s"] > 1.0 and resumed["attempts"] >= 1
+    ended = events[-1]
+    assert ended["event"] == "ended" and ended["reason"] == "interrupted"
+    assert proc.returncode == 0, err
+    summary = ended["summary"]
+    print([(e["event"], e["stream_t_s"], e.get("outage_s"), e.get("reason")) for e in events])
+    assert summary["outages"] >= 1 and summary["frames_analysed"] > 0 and summary["stream_s"] > 3
+
+
+def test_server_that_dies_ends_the_watch_within_the_read_timeout(tmp_path, fast):
+    writer, server = _live(tmp_path, moving_scene(W, H, FPS, 60.0, seed=5), endlist=False)
+    proc = _popen("--model", "none", *fast, f"{server.base}/live.m3u8")
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["event"] == "started"
+        time.sleep(6.0)                      # the watch is reading by now
+        server.kill()
+        killed = time.time()
+        out, err = proc.communicate(timeout=30)     # a hang fails here
+    finally:
+        proc.kill()
+        writer.stop.set()
+    events = [first] + [json.loads(line) for line in out.splitlines() if line.strip()]
+    ended = events[-1]
+    assert ended["event"] == "ended" and ended["reason"] == "stream_lost", (ended, err)
+    assert _wall(ended) - killed <= 2.0 + 5.0          # read timeout + 5 s
+    assert proc.returncode == 2
+    assert ended["summary"]["frames_analysed"] > 0
+
+
+def test_duration_ends_a_file_watch_with_a_summary_and_a_missing_file_is_an_error(tmp_path):
+    clip = write_clip(tmp_path / "room.mp4", moving_scene(W, H, FPS, 20.0, seed=6), FPS)
+    out = tmp_path / "events.jsonl"
+    result = run_cli("watch", "--model", "none", "--duration", "12", "--window", "10", "-o", str(out), str(clip))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    events = _events(out.read_text())
+    ended = events[-1]
+    assert ended["reason"] == "duration"
+    assert 11.5 <= ended["summary"]["stream_s"] <= 12.5
+    assert not [e for e in events if e["event"] == "loop_detected"]      # a live room never repeats
+
+    missing = run_cli("watch", "--model", "none", str(tmp_path / "nothing.ts"))
+    assert missing.returncode == 2
+    ended = _events(missing.stdout)[-1]
+    assert ended["reason"] == "unreadable" and ended["detail"] == "no such file"
