@@ -113,11 +113,13 @@ class WatchSession:
         self.scores: dict[str, float] = {}
         self.verdicts_seen: Counter = Counter()
         self.flagged = False
-        self.loop_spans: list[dict[str, Any]] = []
+        # The latest alerted spans (seam marking and the summary); the count covers them all.
+        self.loop_spans: deque[dict[str, Any]] = deque(maxlen=100)
+        self.loop_count = 0
         self._emitted_spans: dict[str, list[tuple[float, float]]] = {}
         self._outages = 0
         self._stall_s = 0.0
-        self._latencies: dict[str, list[float]] = {}
+        self._latencies: dict[str, list[float]] = {}     # per event: [count, sum, max]
         self._peak_rss_mb = 0.0
         self._next_status = 0.0
         self._meta = None
@@ -132,7 +134,10 @@ class WatchSession:
         arrived = self.arrivals.wall_at(evidence_t_s) if evidence_t_s is not None else None
         latency = None if arrived is None else max(0.0, now - arrived)
         if latency is not None:
-            self._latencies.setdefault(name, []).append(latency)
+            stats = self._latencies.setdefault(name, [0, 0.0, 0.0])
+            stats[0] += 1
+            stats[1] += latency
+            stats[2] = max(stats[2], latency)
         self.writer.write({"event": name, "stream_t_s": _round(evidence_t_s), "wall_time": _utc(now),
                            "latency_s": _round(latency), **body})
 
@@ -196,6 +201,7 @@ class WatchSession:
             return
         spans = [_loop_entry(_as_evidence(r)) for r in finding.repeats]
         self.loop_spans.extend(spans)
+        self.loop_count += len(spans)
         periods = [s["start_s"] - s["source_start_s"] for s in spans if s["source_start_s"] is not None]
         if "looped" in self.config.fail_on:
             self.flagged = True
@@ -233,7 +239,7 @@ class WatchSession:
 
     def _at_loop_seam(self, t_s: float) -> bool:
         """A cut where an alerted replay starts or ends (or a whole period later) is the seam."""
-        for span in self.loop_spans[-50:]:
+        for span in list(self.loop_spans)[-50:]:
             start, end, source = span["start_s"], span["end_s"], span["source_start_s"]
             if abs(t_s - start) <= 0.5 or abs(t_s - end) <= 0.5:
                 return True
@@ -276,8 +282,8 @@ class WatchSession:
 
     def _summary(self, ended: Ended) -> dict[str, Any]:
         counts = dict(self.writer.counts)
-        latencies = {k: {"mean": _round(sum(v) / len(v)), "max": _round(max(v))}
-                     for k, v in self._latencies.items() if v and k != "started"}
+        latencies = {k: {"mean": _round(total / n), "max": _round(worst)}
+                     for k, (n, total, worst) in self._latencies.items() if n}
         return {
             "stream_s": _round(self.last_t_s),
             "wall_s": _round(time.time() - self.started_wall),
@@ -286,8 +292,8 @@ class WatchSession:
             "scores": self.scores,
             "verdicts_seen": dict(self.verdicts_seen),
             "flagged": self.flagged,
-            "loops": len(self.loop_spans),
-            "loop_spans": self.loop_spans[-20:],
+            "loops": self.loop_count,
+            "loop_spans": list(self.loop_spans)[-20:],
             "events": counts,
             "outages": self._outages,
             "outage_s": _round(self._stall_s),
@@ -319,7 +325,7 @@ class WatchSession:
         self.status({
             "stream_t_s": self.last_t_s, "wall_s": now - self.started_mono, "lag_s": lag,
             "verdict": self.verdict, "confidence": self.scores.get(self.verdict) if self.verdict else None,
-            "loops": len(self.loop_spans), "cuts": self.writer.counts.get("cut", 0),
+            "loops": self.loop_count, "cuts": self.writer.counts.get("cut", 0),
             "outages": self._outages, "windows": self.windows.open_windows,
             "fingerprints": len(self.loops.ring), "rss_mb": _current_rss_mb(),
         })
