@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_cli
-from watch_live import LiveHlsWriter, Server, first_pts_s, room_then_loop
+from watch_live import GrowingFileWriter, LiveHlsWriter, Server, first_pts_s, room_then_loop
 
 from detector.synth.scenes import moving_scene
 from detector.synth.writer import write_clip
@@ -163,3 +163,19 @@ def test_duration_ends_a_file_watch_with_a_summary_and_a_missing_file_is_an_erro
     assert missing.returncode == 2
     ended = _events(missing.stdout)[-1]
     assert ended["reason"] == "unreadable" and ended["detail"] == "no such file"
+
+
+def test_a_file_still_being_written_is_followed_until_it_stops_growing(tmp_path, fast):
+    path = tmp_path / "recording.ts"
+    writer = GrowingFileWriter(path, moving_scene(W, H, FPS, 8.0, seed=7), FPS, W, H)
+    writer.start()
+    time.sleep(1.0)
+    result = run_cli("watch", "--model", "none", *fast, str(path), timeout_s=60)
+    assert writer.done.is_set() and writer.error is None
+    events = _events(result.stdout)
+    assert events[0]["follow"] is True
+    ended = events[-1]
+    assert ended["reason"] == "end_of_stream", (ended, result.stderr)
+    # Read while it was written: all of it, not just what was there when the watch began.
+    assert ended["summary"]["stream_s"] >= 7.0
+    assert result.returncode == 0

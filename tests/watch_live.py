@@ -126,3 +126,39 @@ def first_pts_s(segment: Path) -> float:
         for frame in container.decode(video=0):
             return float(frame.time)
     raise ValueError(f"no frame in {segment}")
+
+
+class GrowingFileWriter(threading.Thread):
+    """Encodes `frames` into an MPEG-TS file in real time, each packet flushed to disk (a
+    recorder still writing its file)."""
+
+    def __init__(self, path: Path, frames: Iterable[np.ndarray], fps: int, width: int, height: int) -> None:
+        super().__init__(daemon=True, name="growing-file-writer")
+        self.path, self.frames, self.fps, self.width, self.height = path, frames, fps, width, height
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        import av
+
+        try:
+            out = av.open(str(self.path), "w", format="mpegts", options={"flush_packets": "1"})
+            stream = out.add_stream("libx264", rate=self.fps)
+            stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
+            stream.options = {"g": str(self.fps), "preset": "ultrafast", "bf": "0", "tune": "zerolatency"}
+            start = time.monotonic()
+            for i, image in enumerate(self.frames):
+                delay = start + i / self.fps - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+                frame.pts, frame.time_base = i, Fraction(1, self.fps)
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+            out.close()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.set()
