@@ -170,6 +170,10 @@ class WatchConfig:
     hls_hold_counters: int = 6
     # HLS: failed playlist reloads before FFmpeg gives up (its default is 1000).
     hls_max_reload: int = 2
+    # Stream time FFmpeg reads from a live URL to identify its streams before the first frame.
+    # Its default (5 s) arrives in real time from a live source and may outlast the open
+    # timeout, and an open interrupted mid-probe leaves an RTMP connection broken.
+    probe_s: float = 1.0
     # Sampled frames queued between the reader and the analysis (each pins one decoded picture).
     queue_frames: int = 32
     # A local file modified this recently is followed as it grows (read to the end, then
@@ -186,7 +190,7 @@ class WatchConfig:
             raise ConfigError(f"hop_s must be in (0, window_s], got {self.hop_s:g}")
         if self.loop_memory_s < 2 * self.min_window_s:
             raise ConfigError(f"loop_memory_s must be >= {2 * self.min_window_s:g} s, got {self.loop_memory_s:g}")
-        for name in ("loop_check_s", "backoff_initial_s", "backoff_max_s", "max_outage_s", "status_interval_s"):
+        for name in ("loop_check_s", "backoff_initial_s", "backoff_max_s", "max_outage_s", "status_interval_s", "probe_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 < self.loop_search_share <= 1:

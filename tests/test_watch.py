@@ -5,7 +5,9 @@ stream that stalls and resumes, a server that dies, SIGINT and --duration."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -187,3 +189,30 @@ def test_a_file_still_being_written_is_followed_until_it_stops_growing(tmp_path,
     # Read while it was written: all of it, not just what was there when the watch began.
     assert ended["summary"]["stream_s"] >= 7.0
     assert result.returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg program (Debian: apt-get install ffmpeg) as a local RTMP server")
+def test_rtmp_room_is_watched_and_its_end_is_noticed(tmp_path, fast):
+    clip = write_clip(tmp_path / "room.flv", moving_scene(W, H, FPS, 8.0, seed=8), FPS, gop_s=1.0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"rtmp://127.0.0.1:{port}/live/room"
+    # ffmpeg as the RTMP server a player connects to, sending the clip in real time.
+    server = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(clip), "-c", "copy",
+                               "-f", "flv", "-listen", "1", url])
+    try:
+        time.sleep(1.0)
+        result = run_cli("watch", "--model", "none", *fast, url, timeout_s=60)
+        server.wait(timeout=10)
+        finished = time.time()
+    finally:
+        server.kill()
+    events = _events(result.stdout)
+    names = [e["event"] for e in events]
+    ended = events[-1]
+    assert ended["summary"]["stream_s"] >= 6.0, (events, result.stderr)   # the room was analysed
+    assert "stream_stalled" in names                  # the end of an RTMP stream looks like a drop ...
+    assert ended["reason"] == "stream_lost"           # ... and nobody answers a reconnect
+    assert _wall(ended) - finished <= 2.0 + 5.0
+    assert result.returncode == 2

@@ -202,7 +202,7 @@ class LiveIngest:
     def _options(self) -> dict[str, str]:
         read_us = str(int(self.config.read_timeout_s * 1e6))
         if self.is_stream:
-            options = {"rw_timeout": read_us}
+            options = {"rw_timeout": read_us, "analyzeduration": str(int(self.watch.probe_s * 1e6))}
             if self.is_hls:
                 options.update({"m3u8_hold_counters": str(self.watch.hls_hold_counters),
                                 "max_reload": str(self.watch.hls_max_reload)})
