@@ -11,8 +11,9 @@ decode pass, true PTS); what is added here:
   side: a reader that produced nothing for open + read timeout + grace is abandoned (FFmpeg's
   interrupt callback normally stops it first);
 - reconnects with exponential backoff: a server that answers but has nothing new (a
-  stalled encoder) is retried up to `max_outage_s`, a server that refuses or is gone only for
-  `read_timeout_s` after the last frame;
+  stalled encoder) is retried up to `max_outage_s`; one that refuses, says not found or does
+  not answer within the open timeout is given up `read_timeout_s` after the last frame (or
+  at the first failed open after that);
 - one clock across connections: HLS segments carry absolute timestamps, so a reconnect that
   replays segments already seen is recognised and its frames dropped; a stream whose clock
   restarted (a new encoder session) continues where the old one stopped plus the wall-clock gap.
@@ -140,12 +141,6 @@ class _Reader(threading.Thread):
         except Exception as exc:  # an FFmpeg surprise: reported as a drop, the watch goes on
             log.debug("reader %d failed", self.connection, exc_info=True)
             self._put(("closed" if opened else "open_failed", f"{type(exc).__name__}: {exc}"))
-
-
-def _is_refusal(message: str) -> bool:
-    """An open failure that says the server is not there (as opposed to slow)."""
-    text = message.lower()
-    return not ("timeout" in text or "no answer" in text)
 
 
 def hls_playlist_ended(url: str, timeout_s: float) -> bool:
@@ -309,7 +304,9 @@ class LiveIngest:
                 reason = item[1]
                 self._reader = None
                 if kind == "open_failed":
-                    unreachable = _is_refusal(reason or "")
+                    # Refused, not found, or no answer within the open timeout: the server is
+                    # not serving this room (a stalled encoder behind a live server still opens).
+                    unreachable = True
                     failure = reason
                 if not self.is_stream and not self.follow and kind == "closed":
                     yield Ended("end_of_stream", reason)
