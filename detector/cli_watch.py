@@ -78,11 +78,17 @@ def watch_command(
 
 @contextlib.contextmanager
 def _stop_on_signals(stop):
-    """SIGINT and SIGTERM end the watch cleanly (with its `ended` event and summary)."""
+    """SIGINT and SIGTERM end the watch cleanly (with its `ended` event and summary); a second
+    one stops at once."""
     previous = {}
 
     def handler(signum, frame):
+        if stopping:        # a second Ctrl-C: stop at once, without the summary
+            raise KeyboardInterrupt
+        stopping.append(signum)
         stop()
+
+    stopping: list[int] = []
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

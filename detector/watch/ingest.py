@@ -244,6 +244,7 @@ class LiveIngest:
         backoff = watch.backoff_initial_s
         next_attempt: float | None = None
         connection_clock_checked = False
+        fresh = replayed = 0                  # this connection's new and already-seen frames
         unreachable = False
         ever_opened = False
         failure: str | None = None
@@ -258,6 +259,7 @@ class LiveIngest:
                 if self._reader is None and next_attempt is not None and now >= next_attempt:
                     next_attempt = None
                     connection_clock_checked = False
+                    fresh = replayed = 0
                     attempts += 1
                     self._start_reader()
                 try:
@@ -288,6 +290,7 @@ class LiveIngest:
                     t_s = t_abs - origin_abs
                     if last_t is not None and t_s <= last_t + 1e-3:
                         self.stats["duplicates_dropped"] += 1   # a replayed segment
+                        replayed += 1
                         continue
                     if outage is not None:
                         yield Resumed(t_s=t_s, outage_s=round(time.monotonic() - last_frame_wall, 3), attempts=attempts,
@@ -296,6 +299,7 @@ class LiveIngest:
                         attempts = 1
                         backoff = watch.backoff_initial_s
                     last_t = t_s
+                    fresh += 1
                     last_frame_wall = time.monotonic()
                     yield Sampled(Frame(index=frame.index, t_s=t_s, gray=frame.gray, _bgr_factory=frame._bgr_factory),
                                   wall_s, connection, counters, meta)
@@ -316,6 +320,10 @@ class LiveIngest:
                     return
                 if kind == "closed" and self.follow and last_t is not None:
                     yield Ended("end_of_stream", reason or "the file stopped growing")
+                    return
+                if kind == "closed" and not reason and not self.is_hls and replayed and not fresh:
+                    # A finished recording served again from its start (HLS says so instead).
+                    yield Ended("end_of_stream", "the server sent again only what was already watched")
                     return
                 if kind == "closed" and not reason and self.is_hls and hls_playlist_ended(
                         self.location, cfg.open_timeout_s):
