@@ -12,8 +12,8 @@ of open windows, no frame kept): RSS should rise while the ring fills, then stay
 from __future__ import annotations
 
 import argparse
-import itertools
 import io
+import itertools
 import json
 import os
 import sys

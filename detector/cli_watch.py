@@ -14,28 +14,35 @@ import math
 import signal
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
 def watch_command(
     location: str = typer.Argument(..., help="HLS (.m3u8), HTTP-FLV or RTMP URL, or a file (followed while it grows)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Append the events to this file (one JSON line each, flushed and fsynced) instead of stdout."),
-    duration: Optional[float] = typer.Option(None, "--duration", min=0.001, help="Stop after this many seconds of stream (for a URL also of wall time), then write the summary."),
-    window: Optional[float] = typer.Option(None, "--window", help="Rolling window the model scores, seconds (default 30; limits in the config)."),
-    hop: Optional[float] = typer.Option(None, "--hop", help="A new window every this many seconds (default 10)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (.skops); 'none' for evidence only. Default: models/default.skops."),
-    sample_fps: Optional[float] = typer.Option(None, "--sample-fps", help="Frames analysed per second of stream. Default 10."),
-    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file: scan defaults, [thresholds], extractor tables and a [watch] table."),
-    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Comma-separated verdicts that make the exit code 1. Default: looped,prerecorded,ai_driven."),
-    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="A verdict below this confidence does not make the exit code 1."),
-    threshold: Optional[list[str]] = typer.Option(None, "--threshold", help="Per-verdict score threshold, e.g. looped=0.8 (repeatable)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Append the events to this file (one JSON line each, flushed and fsynced) instead of stdout."),
+    duration: float | None = typer.Option(None, "--duration", min=0.001, help="Stop after this many seconds of stream (for a URL also of wall time), then write the summary."),
+    window: float | None = typer.Option(None, "--window", help="Rolling window the model scores, seconds (default 30; limits in the config)."),
+    hop: float | None = typer.Option(None, "--hop", help="A new window every this many seconds (default 10)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model file (.skops); 'none' for evidence only. Default: models/default.skops."),
+    sample_fps: float | None = typer.Option(None, "--sample-fps", help="Frames analysed per second of stream. Default 10."),
+    config_file: Path | None = typer.Option(None, "--config", "-c", help="TOML file: scan defaults, [thresholds], extractor tables and a [watch] table."),
+    fail_on: str | None = typer.Option(None, "--fail-on", help="Comma-separated verdicts that make the exit code 1. Default: looped,prerecorded,ai_driven."),
+    min_confidence: float | None = typer.Option(None, "--min-confidence", help="A verdict below this confidence does not make the exit code 1."),
+    threshold: list[str] | None = typer.Option(None, "--threshold", help="Per-verdict score threshold, e.g. looped=0.8 (repeatable)."),
     exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 whatever was seen (the events still say it)."),
     debug: bool = typer.Option(False, "--debug", help="Log details and show tracebacks on stderr."),
 ) -> None:
     """Watch a live room: rolling analysis, JSON-lines events (loops, cuts, verdict changes, stalls)."""
-    from detector.cli import EXIT_ERROR, EXIT_FLAGGED, EXIT_OK, _fail, _resolve_model, _setup_logging, _thresholds
+    from detector.cli import (
+        EXIT_ERROR,
+        EXIT_FLAGGED,
+        EXIT_OK,
+        _fail,
+        _resolve_model,
+        _setup_logging,
+        _thresholds,
+    )
     from detector.config import ConfigError, load_config, load_watch_config
     from detector.watch.session import EventWriter, WatchSession
     from detector.watch.status import StatusLine

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_cli
-from watch_live import GrowingFileWriter, LiveHlsWriter, Server, first_pts_s, room_then_loop
+from watch_live import (
+    GrowingFileWriter,
+    LiveHlsWriter,
+    Server,
+    first_pts_s,
+    room_then_loop,
+)
 
 from detector.synth.scenes import moving_scene
 from detector.synth.writer import write_clip

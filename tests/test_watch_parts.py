@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from detector.config import ConfigError, ScanConfig, WatchConfig, load_config, load_watch_config
+from detector.config import (
+    ConfigError,
+    ScanConfig,
+    WatchConfig,
+    load_config,
+    load_watch_config,
+)
 from detector.loopsearch import Repeat
 from detector.watch.ingest import LiveIngest
 from detector.watch.loops import FingerprintRing, split_passes

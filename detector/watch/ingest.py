@@ -147,7 +147,7 @@ def hls_playlist_ended(url: str, timeout_s: float) -> bool:
     """True when the HLS playlist at `url` (or its first variant) carries #EXT-X-ENDLIST."""
     try:
         for _ in range(2):
-            with urllib.request.urlopen(url, timeout=timeout_s) as response:   # noqa: S310 (http/https only)
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
                 text = response.read(1 << 20).decode("utf-8", "replace")
             if "#EXT-X-ENDLIST" in text:
                 return True

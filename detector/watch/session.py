@@ -22,7 +22,14 @@ from detector.config import ScanConfig, WatchConfig
 from detector.model import LoadedModel
 from detector.scan import _loop_entry, decide_verdict
 from detector.types import Evidence
-from detector.watch.ingest import Ended, LiveIngest, Outage, Resumed, Sampled, describe_location
+from detector.watch.ingest import (
+    Ended,
+    LiveIngest,
+    Outage,
+    Resumed,
+    Sampled,
+    describe_location,
+)
 from detector.watch.loops import LoopWatcher
 from detector.watch.windows import RollingWindows, WindowResult
 
