@@ -89,7 +89,8 @@ def test_live_room_turning_into_a_loop_is_alerted_within_a_period_of_the_second_
         assert alert["stream_t_s"] + shift >= second_pass_s
         for span in alert["spans"]:
             assert span["start_s"] + shift >= second_pass_s - 1.0
-            assert span["start_s"] - span["source_start_s"] == pytest.approx(period_s, abs=0.5)
+            passes = (span["start_s"] - span["source_start_s"]) / period_s     # 1, or 2 against pass one
+            assert passes == pytest.approx(round(passes), abs=0.05) and round(passes) >= 1
     first = loops[0]
     latency_s = first["stream_t_s"] + shift - second_pass_s
     assert latency_s <= period_s + 10.0
