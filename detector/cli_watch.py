@@ -2,8 +2,8 @@
 
 Exit codes, as for `scan`: 0 nothing flagged, 1 flagged (a verdict in --fail-on with enough
 confidence at any time during the watch, or a loop alert when `looped` is in --fail-on),
-2 usage/config/model error, or the stream could not be watched (never opened, or lost and
-not back within the reconnect limits).
+2 usage/config/model error, or the stream could not be watched (never opened, lost and not
+back within the reconnect limits, or no frame analysed before the watch was ended).
 """
 
 from __future__ import annotations

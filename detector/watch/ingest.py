@@ -184,6 +184,8 @@ class LiveIngest:
         self.stats = {"connections": 0, "outages": 0, "watchdog_trips": 0, "duplicates_dropped": 0}
         # Absolute timestamp (PTS, seconds) of stream time 0, and how often the clock restarted.
         self.origin_pts_s: float | None = None
+        # time.monotonic() at which to end with Ended("duration") even during an outage.
+        self.deadline: float | None = None
         self.clock_restarts = 0
 
     # -- setup --------------------------------------------------------------------------------
@@ -256,6 +258,9 @@ class LiveIngest:
                     yield Ended("stopped")
                     return
                 now = time.monotonic()
+                if self.deadline is not None and now >= self.deadline:
+                    yield Ended("duration")
+                    return
                 if self._reader is None and next_attempt is not None and now >= next_attempt:
                     next_attempt = None
                     connection_clock_checked = False

@@ -109,6 +109,9 @@ class WatchSession:
         self.duration_s = duration_s
         self.status = status
         self.ingest = LiveIngest(location, config, watch)
+        if duration_s is not None and self.ingest.is_stream:
+            # A live room that stalls does not stretch the watch (see _wall_duration_over).
+            self.ingest.deadline = time.monotonic() + duration_s
         self.loops = LoopWatcher(config, watch)
         self.windows = RollingWindows(config, watch)
         self.arrivals = _Arrivals(keep_s=max(watch.window_s + watch.hop_s, watch.loop_memory_s) + 60)
@@ -282,7 +285,8 @@ class WatchSession:
         else:
             self._poll_loops()
         self.loops.close()
-        failed = ended.reason in ("unreadable", "stream_lost")
+        # Not watched: never opened, lost, or ended (by --duration or a signal) before any frame.
+        failed = ended.reason in ("unreadable", "stream_lost") or self.frames == 0
         summary = self._summary(ended)
         self.emit("ended", self.last_t_s, reason=ended.reason, detail=ended.detail, summary=summary)
         return WatchOutcome(ended.reason, self.flagged, failed, summary)
