@@ -21,6 +21,7 @@ decode pass, true PTS); what is added here:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -141,6 +142,20 @@ class _Reader(threading.Thread):
         except Exception as exc:  # an FFmpeg surprise: reported as a drop, the watch goes on
             log.debug("reader %d failed", self.connection, exc_info=True)
             self._put(("closed" if opened else "open_failed", f"{type(exc).__name__}: {exc}"))
+
+
+def retimed(frame: Frame, t_s: float, colour_from: Frame | None = None) -> Frame:
+    """`frame` at stream time `t_s` (with anything else it carries, such as thumbnails of the
+    frames decoded since the previous sample, moved by the same amount); its colour picture
+    comes from `colour_from` (default: `frame`), so it is converted once however many
+    copies the analysis makes."""
+    shift = t_s - frame.t_s
+    source = colour_from or frame
+    changes: dict = {"t_s": t_s, "_bgr_factory": lambda: source.bgr}
+    decoded = getattr(frame, "decoded", None)
+    if decoded:
+        changes["decoded"] = tuple(dataclasses.replace(d, t_s=d.t_s + shift) for d in decoded)
+    return dataclasses.replace(frame, **changes)
 
 
 def hls_playlist_ended(url: str, timeout_s: float) -> bool:
@@ -306,8 +321,7 @@ class LiveIngest:
                     last_t = t_s
                     fresh += 1
                     last_frame_wall = time.monotonic()
-                    yield Sampled(Frame(index=frame.index, t_s=t_s, gray=frame.gray, _bgr_factory=frame._bgr_factory),
-                                  wall_s, connection, counters, meta)
+                    yield Sampled(retimed(frame, t_s), wall_s, connection, counters, meta)
                     continue
                 # The connection is over ("closed" after frames, or "open_failed").
                 reason = item[1]

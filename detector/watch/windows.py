@@ -21,7 +21,7 @@ from detector.extractors import FeatureExtractor, build_extractors
 from detector.pipeline import _stream_features
 from detector.source import DecodeStats
 from detector.types import Evidence, Frame, VideoMeta
-from detector.watch.ingest import DecodeCounters
+from detector.watch.ingest import DecodeCounters, retimed
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,7 @@ class _Window:
             extractor.reset(meta)
 
     def add(self, frame: Frame, connection: int, counters: DecodeCounters) -> None:
-        rel = Frame(index=frame.index, t_s=frame.t_s - self.start_s, gray=frame.gray,
-                    _bgr_factory=lambda: frame.bgr)      # colour converted once, shared by all sets
+        rel = retimed(frame, frame.t_s - self.start_s)   # colour converted once, shared by all sets
         for extractor in self.extractors:
             extractor.update(rel)
         self.frames += 1
