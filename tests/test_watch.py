@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_cli
+from helpers import prior_model
 from watch_live import (
     GrowingFileWriter,
     LiveHlsWriter,
@@ -159,7 +160,9 @@ def test_server_that_dies_ends_the_watch_within_the_read_timeout(tmp_path, fast)
 def test_duration_ends_a_file_watch_with_a_summary_and_a_missing_file_is_an_error(tmp_path):
     clip = write_clip(tmp_path / "room.mp4", moving_scene(W, H, FPS, 20.0, seed=6), FPS)
     out = tmp_path / "events.jsonl"
-    result = run_cli("watch", "--duration", "12", "--window", "10", "--exit-zero", "-o", str(out), str(clip))
+    # A real model (it predicts the class frequencies it learned), independent of the shipped one.
+    model = prior_model(tmp_path, {"live": 3, "looped": 1, "prerecorded": 1, "ai_driven": 1})
+    result = run_cli("watch", "--model", str(model), "--duration", "12", "--window", "10", "-o", str(out), str(clip))
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     events = _events(out.read_text())
@@ -167,10 +170,11 @@ def test_duration_ends_a_file_watch_with_a_summary_and_a_missing_file_is_an_erro
     assert ended["reason"] == "duration"
     assert 11.5 <= ended["summary"]["stream_s"] <= 12.5
     assert not [e for e in events if e["event"] == "loop_detected"]      # a live room never repeats
-    # The shipped model scored the first 10 s window: the first verdict is a change from none.
+    # The model scored the first 10 s window: the first verdict is a change from none.
     verdicts = [e for e in events if e["event"] == "verdict_changed"]
     assert verdicts and verdicts[0]["previous"] is None
     first = verdicts[0]
+    assert first["verdict"] == "live" and first["scores"]["live"] == pytest.approx(0.5, abs=0.01)
     assert first["verdict"] in first["scores"] and sum(first["scores"].values()) == pytest.approx(1.0, abs=0.01)
     assert first["window"][1] - first["window"][0] == pytest.approx(10.0, abs=0.3)
     assert 9.5 <= first["stream_t_s"] <= 12.5 and first["latency_s"] >= 0
