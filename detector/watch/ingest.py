@@ -195,6 +195,7 @@ class LiveIngest:
         self._queue: queue.Queue = queue.Queue(maxsize=watch.queue_frames)
         self._stop = threading.Event()
         self._reader: _Reader | None = None
+        self._current: int | None = None     # the connection whose items are accepted
         self._connections = 0
         self.stats = {"connections": 0, "outages": 0, "watchdog_trips": 0, "duplicates_dropped": 0}
         # Absolute timestamp (PTS, seconds) of stream time 0, and how often the clock restarted.
@@ -235,12 +236,14 @@ class LiveIngest:
         self._connections += 1
         self.stats["connections"] = self._connections
         self._reader = _Reader(self._connections, self.location, self.config, self._options(), self._queue)
+        self._current = self._connections
         self._reader.start()
 
     def _abandon_reader(self) -> None:
         if self._reader is not None:
             self._reader.stop.set()
             self._reader = None
+        self._current = None            # what it already queued is ignored
 
     def close(self) -> None:
         """Stop the reader; a thread stuck inside FFmpeg is left to its own timeout (daemon)."""
@@ -293,7 +296,7 @@ class LiveIngest:
                         item, connection = ("closed", f"no frame for {watchdog_s:g} s (watchdog)"), -1
                     else:
                         continue
-                if self._reader is not None and connection not in (self._reader.connection, -1):
+                if connection != -1 and connection != self._current:
                     continue                              # an abandoned reader's leftovers
                 kind = item[0]
                 if kind == "opened":
