@@ -147,8 +147,8 @@ class WatchConfig:
     min_window_s: float = 10.0
     max_window_s: float = 600.0
     # Loop alerts search this much history of fingerprints (256 B each, 5 a second: 30 min
-    # is 2.3 MB of thumbnails, 2.8 MB allocated with slack). A loop is alerted once its second pass is seen, so its period must be
-    # shorter than this. Older fingerprints are dropped.
+    # is 2.3 MB of thumbnails, 2.8 MB allocated with slack). A loop is alerted once its
+    # second pass is seen, so its period must be shorter than this. Older ones are dropped.
     loop_memory_s: float = 1800.0
     # Loop search at most this often (stream time)...
     loop_check_s: float = 2.0
