@@ -293,6 +293,10 @@ app.command("features")(features_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 
+from detector.cli_watch import watch_command  # noqa: E402  (typer only; the watch loads lazily)
+
+app.command("watch")(watch_command)
+
 
 def main() -> None:
     """Console-script entry point: no traceback reaches the user unless --debug is given."""

@@ -131,6 +131,98 @@ class ScanConfig:
         return dataclasses.replace(defaults, **values)
 
 
+@dataclass(frozen=True)
+class WatchConfig:
+    """Defaults of `detector watch` (a TOML `[watch]` table and the command's flags override them).
+
+    Timeouts for opening and reading come from ScanConfig (`open_timeout_s`, `read_timeout_s`).
+    """
+
+    # The rolling window the model scores: the default model learned from 15-30 s clips, so
+    # a 30 s window shows it what it was trained on. A new window starts every `hop_s`, so
+    # a verdict (and the cuts, still and empty stretches found in a window) is at most
+    # window_s + hop_s old; each open window costs one set of extractors (~3 ms a frame).
+    window_s: float = 30.0
+    hop_s: float = 10.0
+    min_window_s: float = 10.0
+    max_window_s: float = 600.0
+    # Loop alerts search this much history of fingerprints (256 B each, 5 a second: 30 min
+    # is 2.3 MB of thumbnails, 2.8 MB allocated with slack). A loop is alerted once its
+    # second pass is seen, so its period must be shorter than this. Older ones are dropped.
+    loop_memory_s: float = 1800.0
+    # Loop search at most this often (stream time)...
+    loop_check_s: float = 2.0
+    # ... and so that searching takes at most this share of one core: after a search that
+    # took d seconds the next waits d / share (a long history is searched less often).
+    loop_search_share: float = 0.25
+    # Reconnecting: wait backoff_initial_s after a drop, doubling to backoff_max_s.
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 8.0
+    # A server that answers but sends nothing new (a stalled encoder) is retried this long
+    # without a frame before the watch ends; a server that refuses or is gone is given up
+    # after read_timeout_s without a frame.
+    max_outage_s: float = 300.0
+    # The watchdog abandons a reader that has produced no frame for
+    # open_timeout_s + read_timeout_s + this (FFmpeg's own timeouts normally fire first).
+    watchdog_grace_s: float = 5.0
+    # HLS: reloads of an unchanged playlist before FFmpeg gives up; kept low so a dead
+    # playlist writer ends the read (a reconnect follows) instead of waiting for ever.
+    hls_hold_counters: int = 6
+    # HLS: failed playlist reloads before FFmpeg gives up (its default is 1000).
+    hls_max_reload: int = 2
+    # Stream time FFmpeg reads from a live URL to identify its streams before the first frame.
+    # Its default (5 s) arrives in real time from a live source and may outlast the open
+    # timeout, and an open interrupted mid-probe leaves an RTMP connection broken.
+    probe_s: float = 1.0
+    # Sampled frames queued between the reader and the analysis (each pins one decoded picture).
+    queue_frames: int = 32
+    # A local file modified this recently is followed as it grows (read to the end, then
+    # waited on until read_timeout_s passes without new data); MP4/MOV are never followed
+    # (their index is written last).
+    follow_recent_s: float = 60.0
+    # Seconds between refreshes of the status line (stderr, terminals only).
+    status_interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.min_window_s <= self.window_s <= self.max_window_s:
+            raise ConfigError(f"window_s must be within [{self.min_window_s:g}, {self.max_window_s:g}] s, got {self.window_s:g}")
+        if not 0 < self.hop_s <= self.window_s:
+            raise ConfigError(f"hop_s must be in (0, window_s], got {self.hop_s:g}")
+        if self.loop_memory_s < 2 * self.min_window_s:
+            raise ConfigError(f"loop_memory_s must be >= {2 * self.min_window_s:g} s, got {self.loop_memory_s:g}")
+        for name in ("loop_check_s", "backoff_initial_s", "backoff_max_s", "max_outage_s", "status_interval_s", "probe_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.loop_search_share <= 1:
+            raise ConfigError(f"loop_search_share must be in (0, 1], got {self.loop_search_share}")
+        if self.hls_hold_counters < 1 or self.hls_max_reload < 0 or self.queue_frames < 1:
+            raise ConfigError("hls_hold_counters and queue_frames must be >= 1, hls_max_reload >= 0")
+
+
+def load_watch_config(path: str | Path | None = None, **overrides: Any) -> WatchConfig:
+    """WatchConfig defaults, then the `[watch]` table of the TOML file, then `overrides`."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            table = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("watch", {})
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        if not isinstance(table, dict):
+            raise ConfigError("[watch] in the config file must be a table")
+        data.update(table)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    fields = {f.name for f in dataclasses.fields(WatchConfig)}
+    defaults = WatchConfig()
+    changes = {}
+    for name, value in data.items():
+        if name not in fields:
+            raise ConfigError(f"unknown watch setting {name!r} (known: {', '.join(sorted(fields))})")
+        changes[name] = _coerce(f"watch.{name}", value, getattr(defaults, name))
+    return dataclasses.replace(defaults, **changes) if changes else defaults
+
+
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Turn TOML/CLI values into the field's type (lists become tuples; ints may be floats)."""
     if isinstance(default, Mapping):
@@ -179,6 +271,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ScanConfig:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         data = dict(data.get("scan", data))
+        data.pop("watch", None)          # `detector watch` settings (load_watch_config)
         if isinstance(data.get("thresholds"), dict):
             data["label_thresholds"] = data.pop("thresholds")
         tables = {k: data.pop(k) for k in list(data) if isinstance(data[k], dict) and k != "label_thresholds"}

@@ -18,7 +18,7 @@ import itertools
 import logging
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -165,9 +165,13 @@ class VideoSource:
     ...         ...
     """
 
-    def __init__(self, location: str | Path, config: ScanConfig | None = None) -> None:
+    def __init__(self, location: str | Path, config: ScanConfig | None = None,
+                 options: Mapping[str, str] | None = None) -> None:
         self.location = str(location)
         self.config = config or ScanConfig()
+        # Extra FFmpeg options on top of the defaults below (`detector watch` sets HLS hold
+        # counters, reload limits and `follow` for a file still being written).
+        self.extra_options = dict(options or {})
         self.stats = DecodeStats()
         self.meta: VideoMeta | None = None
         self._container = None
@@ -209,6 +213,7 @@ class VideoSource:
             # Keep FFmpeg's own retry loops short so the timeouts below decide, not FFmpeg.
             options = {"reconnect": "1", "reconnect_streamed": "1", "reconnect_delay_max": "2",
                        "m3u8_hold_counters": "3", "rw_timeout": str(int(self.config.read_timeout_s * 1e6))}
+        options.update(self.extra_options)
         try:
             self._container = av.open(
                 self.location,
