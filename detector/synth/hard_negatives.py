@@ -47,15 +47,25 @@ def gesture_scene(width: int, height: int, fps: float, duration_s: float, seed: 
         sway = 0.97 * sway + rng.normal(0, 0.6)
         angle = math.sin(2 * math.pi * t / gesture_period_s + phase_jitter) * (40 + 10 * math.sin(t / 7.3))
         frame = room.copy()
-        x = int(cx + sway * scale)
-        cv2.ellipse(frame, (x, cy), (int(60 * scale), int(110 * scale)), 0, 0, 360, (70, 60, 150), -1)
-        cv2.circle(frame, (x, cy - int(140 * scale)), int(38 * scale), (150, 170, 210), -1)
-        shoulder = (x + int(50 * scale), cy - int(70 * scale))
-        hand = (int(shoulder[0] + 90 * scale * math.cos(math.radians(angle - 60))),
-                int(shoulder[1] + 90 * scale * math.sin(math.radians(angle - 60))))
-        cv2.line(frame, shoulder, hand, (70, 60, 150), max(2, int(18 * scale)))
-        cv2.circle(frame, hand, int(14 * scale), (150, 170, 210), -1)
+        # Drawn at 1/16 px (cv2's `shift`): a body moves continuously, and whole-pixel
+        # drawing would freeze a slow arm for a frame or two, a repeat no camera makes.
+        x = cx + sway * scale
+        cv2.ellipse(frame, _sub(x, cy), _sub(60 * scale, 110 * scale), 0, 0, 360, (70, 60, 150), -1, cv2.LINE_AA, _SHIFT)
+        cv2.circle(frame, _sub(x, cy - 140 * scale), int(38 * scale * 16), (150, 170, 210), -1, cv2.LINE_AA, _SHIFT)
+        shoulder = (x + 50 * scale, cy - 70 * scale)
+        hand = (shoulder[0] + 90 * scale * math.cos(math.radians(angle - 60)),
+                shoulder[1] + 90 * scale * math.sin(math.radians(angle - 60)))
+        cv2.line(frame, _sub(*shoulder), _sub(*hand), (70, 60, 150), max(2, int(18 * scale)), cv2.LINE_AA, _SHIFT)
+        cv2.circle(frame, _sub(*hand), int(14 * scale * 16), (150, 170, 210), -1, cv2.LINE_AA, _SHIFT)
         yield _noisy(frame, rng)
+
+
+_SHIFT = 4      # fractional bits of cv2 drawing coordinates: 1/16 px
+
+
+def _sub(x: float, y: float) -> tuple[int, int]:
+    """A point (or size) in cv2's fixed-point drawing coordinates."""
+    return int(round(x * (1 << _SHIFT))), int(round(y * (1 << _SHIFT)))
 
 
 def turntable_scene(width: int, height: int, fps: float, duration_s: float, seed: int,
