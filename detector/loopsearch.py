@@ -58,6 +58,10 @@ class SearchSettings:
     min_span_s: float = 4.0
     hash_bits: int = 20
     hash_tables: int = 12            # a multiple of 4: tables come in orbits of the four flips
+    # Neighbouring buckets probed per forward query and table: the code with one of its least
+    # certain bits flipped (multi-probe LSH; a crop or new overlays flip the bits nearest a
+    # hyperplane). Crop/zoom recall 0.79 -> 0.88 with 1 probe.
+    query_probes: int = 1
     # Fingerprints hashed, one every this many seconds. Hashing every 0.2 s fingerprint of a
     # smoothly changing room pairs each query's neighbours with each match's neighbours:
     # 20x the chance votes of 0.4 s keys for 2x the true ones (measured on 10 h of room).
@@ -106,7 +110,7 @@ class SearchSettings:
     # The consistent path for heavily disguised replays: a run this long whose every frame is
     # pinned to the line (best offset within +-0.3 s of +-2 s), covering this share of its
     # span, with exact/shifted distance below consistent_ratio.
-    consistent_min_s: float = 8.0
+    consistent_min_s: float = 5.0
     consistent_density: float = 0.6
     consistent_ratio: float = 0.92
     # A verified run extends over frames at its ends pinned to the line and at least this
@@ -173,9 +177,27 @@ def _pack(projections: np.ndarray, settings: SearchSettings) -> np.ndarray:
     return (packed.astype(np.int64) << shifts).sum(axis=2)
 
 
+def _with_probes(projections: np.ndarray, settings: SearchSettings) -> np.ndarray:
+    """(n, 1 + query_probes, tables) bucket keys: the code itself, then the code with one of
+    its least certain bits (smallest |projection|) flipped, per probe. A disguised replay (a
+    crop of a crop, new overlays) differs from its source by a small rotation of the hashed
+    vector: the bits it loses are the ones closest to their hyperplane (multi-probe LSH)."""
+    n, tables, bits = len(projections), settings.hash_tables, settings.hash_bits
+    codes = _pack(projections, settings)
+    if not settings.query_probes:
+        return codes[:, None, :]
+    certainty = np.abs(projections.reshape(n, tables, bits))
+    weakest = certainty.argmin(axis=2)[:, :, None] if settings.query_probes == 1 else \
+        np.argpartition(certainty, settings.query_probes - 1, axis=2)[:, :, : settings.query_probes]
+    probes = codes[:, :, None] ^ (np.int64(1) << weakest.astype(np.int64))
+    return np.concatenate([codes[:, None, :], probes.transpose(0, 2, 1)], axis=1)
+
+
 def _key_codes(app_now: np.ndarray, app_then: np.ndarray, mot: np.ndarray, settings: SearchSettings,
                chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """(forward codes, reversed codes) of the key fingerprints, each (keys, tables).
+    """(forward, reversed) bucket keys of the key fingerprints: forward (keys, 1 +
+    query_probes, tables), [:, 0] the code itself (the index), the rest its probes; reversed
+    (keys, 1, tables), not probed (see candidate_pairs).
 
     Forward: [appearance, motion_weight * motion]. Reversed: played backwards, the change
     over the last second is minus the source's change over the second that *ends* where
@@ -187,13 +209,13 @@ def _key_codes(app_now: np.ndarray, app_then: np.ndarray, mot: np.ndarray, setti
     half = DESCRIPTOR_SIDE * DESCRIPTOR_SIDE
     flat_planes = planes.reshape(-1, planes.shape[2])
     plane_app, plane_mot = flat_planes[:, :half].T, settings.motion_weight * flat_planes[:, half:].T
-    forward = np.empty((len(mot), settings.hash_tables), np.int64)
-    reverse = np.empty_like(forward)
+    forward = np.empty((len(mot), 1 + settings.query_probes, settings.hash_tables), np.int64)
+    reverse = np.empty((len(mot), 1, settings.hash_tables), np.int64)
     for c0 in range(0, len(mot), chunk):
         part = slice(c0, c0 + chunk)
         moving = mot[part] @ plane_mot
-        forward[part] = _pack(app_now[part] @ plane_app + moving, settings)
-        reverse[part] = _pack(app_then[part] @ plane_app - moving, settings)
+        forward[part] = _with_probes(app_now[part] @ plane_app + moving, settings)
+        reverse[part, 0] = _pack(app_then[part] @ plane_app - moving, settings)
     return forward, reverse
 
 
@@ -230,11 +252,14 @@ def candidate_pairs(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSet
     forward, reverse = _key_codes(app_now, app_then, mot, settings)
     del app_now, app_then, mot, diff
     tables = settings.hash_tables
-    orders = [np.argsort(forward[:, table], kind="stable").astype(np.int32) for table in range(tables)]
-    # Direct-address bucket bounds: bucket c of a table holds orders[table][bounds[c]:bounds[c+1]]
-    # (2^bits + 1 int32 per table; a lookup is two gathers instead of a binary search).
-    bounds = [np.concatenate([[0], np.cumsum(np.bincount(forward[:, table], minlength=1 << settings.hash_bits))])
-              .astype(np.int32) for table in range(tables)]
+    # Direct-address bucket bounds: bucket c of a table holds orders[table, bounds[table, c]:
+    # bounds[table, c + 1]] (2^bits + 1 int32 per table; a lookup is two gathers instead of a
+    # binary search).
+    orders = np.empty((tables, len(keys)), np.int32)
+    bounds = np.zeros((tables, (1 << settings.hash_bits) + 1), np.int32)
+    for table in range(tables):
+        orders[table] = np.argsort(forward[:, 0, table], kind="stable")
+        np.cumsum(np.bincount(forward[:, 0, table], minlength=1 << settings.hash_bits), out=bounds[table, 1:])
     t_keys = times_s[keys]
     # Chunk edges on multiples of the chunk length (itself a multiple of cell_t_s): no cell
     # is split between two chunks.
@@ -242,38 +267,43 @@ def candidate_pairs(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSet
     chunk_edges = np.searchsorted(t_keys, np.arange(first, t_keys[-1] + settings.query_chunk_s,
                                                     settings.query_chunk_s))
     chunk_edges = np.unique(np.append(chunk_edges, len(keys)))
+    table_of = np.arange(tables)
+    table_base = (table_of * bounds.shape[1]).astype(np.int64)
+    bounds_flat, orders_flat = bounds.ravel(), orders.ravel()
     found = []
     for variant, (transform, direction) in enumerate(_variants()):
         flip = TRANSFORMS.index(transform)
         reversed_ = direction == "reversed"
-        codes = reverse if reversed_ else forward
+        # The codes, then their probes; a reversed replay (boomerang) is a plain copy played
+        # backwards and collects plenty of exact votes: probing for it too would only add
+        # chance votes (and a third of the candidate stage's time).
+        lookups = reverse[:, :1] if reversed_ else forward
         min_offset = settings.min_reversed_offset_s if reversed_ else settings.min_offset_s
         for c0, c1 in pairwise(chunk_edges):
             if c1 <= c0:
                 continue
-            parts_q, parts_j = [], []
-            for table in range(tables):
-                query = codes[c0:c1, table ^ flip]
-                lo = bounds[table][query]
-                size = bounds[table][query + 1] - lo
-                ok = (size > 0) & (size <= settings.max_bucket)
-                if not ok.any():
-                    continue
-                size_ok = size[ok]
-                q_idx = np.repeat(np.flatnonzero(ok) + c0, size_ok)
-                within = np.arange(len(q_idx)) - np.repeat(np.cumsum(size_ok) - size_ok, size_ok)
-                q_frame = keys[q_idx]
-                j_frame = keys[orders[table][np.repeat(lo[ok], size_ok) + within]]
-                if reversed_:
-                    # The reversed query carried its lagged frame's appearance (see
-                    # _key_codes): that frame is the one that corresponds to the index entry.
-                    q_frame = lagged[q_frame]
-                keep = times_s[q_frame] - times_s[j_frame] >= min_offset
-                parts_q.append(q_frame[keep])
-                parts_j.append(j_frame[keep])
-            if not parts_q:
+            # Every table and probe of the chunk's queries at once: (queries, probes, tables).
+            # Flat positions into `bounds` (row-major: table * stride + code).
+            where = lookups[c0:c1][:, :, table_of ^ flip] + table_base
+            lo = bounds_flat[where]
+            size = bounds_flat[where + 1] - lo
+            ok = (size > 0) & (size <= settings.max_bucket)
+            hits = np.flatnonzero(ok)
+            if len(hits) == 0:
                 continue
-            q_frame, j_frame = np.concatenate(parts_q), np.concatenate(parts_j)
+            size_ok, lo_ok = size.ravel()[hits], lo.ravel()[hits]
+            # Flat positions into `orders` of every member of every hit bucket.
+            start = lo_ok + (hits % tables) * len(keys)
+            first_vote = np.cumsum(size_ok) - size_ok
+            member = np.arange(int(first_vote[-1] + size_ok[-1])) + np.repeat(start - first_vote, size_ok)
+            q_frame = keys[np.repeat(hits // (tables * lookups.shape[1]) + c0, size_ok)]
+            j_frame = keys[orders_flat[member]]
+            if reversed_:
+                # The reversed query carried its lagged frame's appearance (see _key_codes):
+                # that frame is the one that corresponds to the index entry.
+                q_frame = lagged[q_frame]
+            keep = times_s[q_frame] - times_s[j_frame] >= min_offset
+            q_frame, j_frame = q_frame[keep], j_frame[keep]
             if len(q_frame) == 0:
                 continue
             pair_key = np.unique(q_frame.astype(np.int64) * n + j_frame)
@@ -307,6 +337,9 @@ class Alignment:
     t_lo_s: float
     t_hi_s: float
     votes: int
+    # The other plausible slope and intercept for the same votes (speed 1 when a speed was
+    # fitted, the fitted speed when speed 1 was kept); verified too when this one verifies.
+    alternative: tuple[float, float] | None = None
 
 
 def alignments(times_s: np.ndarray, pairs: np.ndarray, settings: SearchSettings) -> list[Alignment]:
@@ -353,9 +386,9 @@ def alignments(times_s: np.ndarray, pairs: np.ndarray, settings: SearchSettings)
         ends = np.searchsorted(pair_label[idx], strong, side="right")
         for lo, hi in zip(bounds, ends):
             members = idx[lo:hi]
-            for slope, intercept, inliers in _fit_lines(t[members], s[members], reversed_, settings):
+            for slope, intercept, inliers, other in _fit_lines(t[members], s[members], reversed_, settings):
                 found.append(Alignment(int(variant), slope, intercept, float(t[members][inliers].min()),
-                                       float(t[members][inliers].max()), int(inliers.sum())))
+                                       float(t[members][inliers].max()), int(inliers.sum()), other))
     found.sort(key=lambda a: -a.votes)
     # A replay collects votes densely along its span (about one a second or more); chance
     # collisions spread thinly. The strongest few are verified whatever their density, so a
@@ -398,22 +431,25 @@ def _fit_lines(t: np.ndarray, s: np.ndarray, reversed_: bool, settings: SearchSe
         if best_inliers.sum() < settings.min_votes:
             break
         slope, intercept = best
-        if np.ptp(tt[best_inliers]) >= 4.0:
-            ti, si = tt[best_inliers], ss[best_inliers]
+        ti, si = tt[best_inliers], ss[best_inliers]
+        # The other reading of the same votes: speed 1, or the fitted speed.
+        unit = (sign, float(np.median(si - sign * ti)))
+        other = unit
+        if np.ptp(ti) >= 4.0:
             fit_slope, fit_intercept = np.polyfit(ti, si, 1)
             if abs(abs(fit_slope) - 1.0) <= settings.slope_tolerance and np.sign(fit_slope) == sign:
                 slope, intercept = float(fit_slope), float(fit_intercept)
                 # Votes sit on a grid of key times (+-half a key step each way), so a fitted
                 # slope of 0.98 or 1.03 over a few seconds can be noise: keep speed 1 unless
                 # the fitted line explains the votes clearly better.
-                unit_intercept = float(np.median(si - sign * ti))
-                unit_residual = np.mean(np.abs(si - (sign * ti + unit_intercept)))
+                unit_residual = np.mean(np.abs(si - (sign * ti + unit[1])))
                 fit_residual = np.mean(np.abs(si - (fit_slope * ti + fit_intercept)))
                 if unit_residual <= 1.15 * fit_residual + 0.01:
-                    slope, intercept = sign, unit_intercept
+                    other, (slope, intercept) = (slope, intercept), unit
         inliers_all = np.zeros(len(t), bool)
         inliers_all[idx[best_inliers]] = True
-        lines.append((float(slope), float(intercept), inliers_all))
+        lines.append((float(slope), float(intercept), inliers_all,
+                      None if abs(other[0] - slope) < 0.005 else (float(other[0]), float(other[1]))))
         remaining &= ~inliers_all
     return lines
 
@@ -548,19 +584,28 @@ def _nearest(times_s: np.ndarray, targets_s: np.ndarray, tolerance_s: float) -> 
 
 def _window_geometry(replay: np.ndarray, flat: np.ndarray, j: np.ndarray, t: np.ndarray,
                      rough: np.ndarray, settings: SearchSettings) -> np.ndarray:
-    """Per-frame geometry id: the zoom/shift that best maps source onto replay in each 8 s
-    window (crop disguises may differ from pass to pass, so not one geometry per line)."""
-    geometry = np.zeros(len(t), np.int64)
-    window = np.floor((t - t[0]) / _WINDOW_S).astype(int)
-    for w in np.unique(window):
-        members = np.flatnonzero(window == w)
-        if (rough[members] <= settings.match_distance).sum() < 3:
-            continue                 # nothing here that a crop could rescue
-        pick = members[np.linspace(0, len(members) - 1, num=min(8, len(members))).astype(int)]
-        best, _, _ = _descend_geometry(replay[pick], flat[j[pick]], settings)
-        if best != 0:
-            geometry[members] = best
-    return geometry
+    """Per-frame geometry id: the zoom/shift that best maps source onto replay in 8 s
+    windows (crop disguises may differ from pass to pass, so not one geometry per line).
+
+    Windows are laid twice, the second set half a window later, and each frame keeps the
+    better fitting of its two windows' geometries: a window that straddles the seam between
+    two passes cropped differently fits one of them badly, the shifted window fits it."""
+    candidates = np.zeros((2, len(t)), np.int64)
+    for phase in (0, 1):
+        window = np.floor((t - t[0]) / _WINDOW_S + 0.5 * phase).astype(int)
+        for w in np.unique(window):
+            members = np.flatnonzero(window == w)
+            if (rough[members] <= settings.match_distance).sum() < 3:
+                continue                 # nothing here that a crop could rescue
+            pick = members[np.linspace(0, len(members) - 1, num=min(8, len(members))).astype(int)]
+            best, _, _ = _descend_geometry(replay[pick], flat[j[pick]], settings)
+            candidates[phase, members] = best
+    if (candidates[0] == candidates[1]).all():
+        return candidates[0]
+    source = flat[j]
+    cost = np.stack([_trimmed(replay, _warped(source, candidates[phase]), settings.trim_share)[0]
+                     for phase in (0, 1)])
+    return np.where(cost[1] < cost[0], candidates[1], candidates[0])
 
 
 def _descend_geometry(replay: np.ndarray, source_flat: np.ndarray, settings: SearchSettings):
@@ -658,14 +703,31 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
     # Cheap test before the crop search: the coarse thumbnails absorb crops up to ~12 %, so
     # a replay matches for at least half of min_span_s even without any geometry; most
     # coincidental lines do not.
-    identity = np.zeros(len(j), int)
-    rough, rough_mask = _trimmed(replay, _warped(flat[j], identity), settings.trim_share)
-    if (rough <= settings.match_distance).sum() * fingerprint_step_s < 0.5 * settings.min_span_s:
-        return []
-    # Before the costly crop search, a very lenient sharpness screen at the identity: even a
-    # 12 % off-centre crop fits its own moment better than 1-2 s away (ratio ~0.6), while a
-    # chance line through a room that resembles itself fits everywhere about equally.
-    if not _sharp_enough(times_s, flat, replay, t, s, rough, rough_mask, identity, tolerance, settings,
+    screen_geometry = np.zeros(len(j), int)
+    rough, rough_mask = _trimmed(replay, _warped(flat[j], screen_geometry), settings.trim_share)
+
+    def too_few(distance: np.ndarray) -> bool:
+        return (distance <= settings.match_distance).sum() * fingerprint_step_s < 0.5 * settings.min_span_s
+
+    if too_few(rough):
+        # Crop, rotation and a flip together can push every frame past match_distance at the
+        # identity: one coordinate descent on frames spread over the votes tells whether some
+        # geometry makes the line match at all.
+        voted = np.flatnonzero((t >= alignment.t_lo_s) & (t <= alignment.t_hi_s))
+        if len(voted) < 3:
+            return []
+        pick = voted[np.linspace(0, len(voted) - 1, num=min(8, len(voted))).astype(int)]
+        g, hits, _ = _descend_geometry(replay[pick], flat[j[pick]], settings)
+        if g == 0 or hits < 3:
+            return []
+        screen_geometry = np.full(len(j), g)
+        rough, rough_mask = _trimmed(replay, _warped(flat[j], screen_geometry), settings.trim_share)
+        if too_few(rough):
+            return []
+    # Before the costly crop search, a very lenient sharpness screen: even a 12 % off-centre
+    # crop fits its own moment better than 1-2 s away (ratio ~0.6), while a chance line
+    # through a room that resembles itself fits everywhere about equally.
+    if not _sharp_enough(times_s, flat, replay, t, s, rough, rough_mask, screen_geometry, tolerance, settings,
                          fingerprint_step_s, screen=settings.identity_screen_ratio / settings.sharpness_ratio)[0]:
         return []
     geometry = _window_geometry(replay, flat, j, t, rough, settings)
@@ -958,6 +1020,15 @@ def verify_all(times_s: np.ndarray, thumbs: np.ndarray, found: list[Alignment], 
         if hi > lo and explained[lo:hi].mean() >= settings.explained_skip_share:
             continue
         verified = verify(times_s, thumbs, alignment, settings, fingerprint_step_s)
+        if verified and alignment.alternative is not None:
+            # Votes sit on a 0.4 s key grid: over a short span a slope of 1.02 and of 1 explain
+            # them about equally, but a wrong slope drifts off the replay towards its ends.
+            # The reading whose runs match more frames (then more closely) wins.
+            slope, intercept = alignment.alternative
+            other = verify(times_s, thumbs, dataclasses.replace(alignment, slope=slope, intercept=intercept,
+                                                                alternative=None), settings, fingerprint_step_s)
+            if _run_quality(other) > _run_quality(verified):
+                verified = other
         for r in verified:
             explained[r.q[0]: r.q[-1] + 1] = True
         runs.extend(verified)
@@ -965,6 +1036,12 @@ def verify_all(times_s: np.ndarray, thumbs: np.ndarray, found: list[Alignment], 
         if k + 1 >= settings.always_verify and failed >= settings.max_failed_streak:
             break
     return runs
+
+
+def _run_quality(runs: list[Run]) -> tuple[int, float]:
+    """(frames matched, -mean exact distance) of one alignment's verified runs."""
+    frames = sum(len(r.q) for r in runs)
+    return frames, -float(np.mean([r.d_exact for r in runs])) if runs else 0.0
 
 
 def _assign(runs: list[Run], times_s: np.ndarray, settings: SearchSettings, step_s: float) -> list[Repeat]:

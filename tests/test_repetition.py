@@ -162,12 +162,20 @@ def test_recorded_window_looping_inside_a_live_frame_is_reported_as_regional(tmp
     write_clip(path, picture_in_picture(W, H, FPS, 40, 3, period_s=8.0, box=box), FPS)
     result = extract(path, ScanConfig(), [RepetitionExtractor()])
     assert _loops(result) == []                       # the frame as a whole does not loop
-    (regional,) = [e for e in result.evidence if e.kind == "regional_loop"]
-    x, y, w, h = regional.detail["box"]
-    assert abs(x - box[0]) <= 0.07 and abs(y - box[1]) <= 0.07
-    assert abs(w - box[2]) <= 0.1 and abs(h - box[3]) <= 0.1
-    assert regional.detail["period_s"] == pytest.approx(8.0, rel=0.06)
+    passes = [e for e in result.evidence if e.kind == "regional_loop"]
+    # One record per pass of the window after the first: 8-16 s, 16-24 s, ... (40 s clip).
+    assert 3 <= len(passes) <= 5
+    for regional in passes:
+        x, y, w, h = regional.detail["box"]
+        assert abs(x - box[0]) <= 0.07 and abs(y - box[1]) <= 0.07
+        assert abs(w - box[2]) <= 0.1 and abs(h - box[3]) <= 0.1
+        assert regional.detail["period_s"] == pytest.approx(8.0, rel=0.06)
+        assert regional.start_s - regional.source_start_s == pytest.approx(regional.detail["period_s"])
+        assert regional.end_s - regional.start_s <= regional.detail["period_s"] + 1e-6
+    assert passes[0].start_s == pytest.approx(8.0, abs=1.0)
+    assert passes[-1].end_s == pytest.approx(40.0, abs=1.0)
     assert result.features["repetition__regional_share"] > 0.05
+    assert result.features["repetition__regional_replay_share"] == pytest.approx(0.8, abs=0.05)
 
 
 def test_small_live_window_over_a_recorded_loop_is_still_a_loop(tmp_path):
