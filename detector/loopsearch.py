@@ -4,7 +4,8 @@ A repeat is a sharp alignment, not a similar frame. The search runs in three ste
 
 1. **Candidates** (linear): random-hyperplane hashes of key fingerprints' appearance and
    motion vectors put moments into buckets; every key is looked up, also mirrored, flipped
-   and time-reversed. The hyperplanes come in orbits of the four flips, so one projection of
+   and time-reversed, and (forward) also in the bucket across its least certain bit
+   (multi-probe: a crop of a crop rotates the hashed vector a little). The hyperplanes come in orbits of the four flips, so one projection of
    the stream gives the codes of every flip. Over-full buckets (a still scene matches itself
    everywhere) are skipped, and a vote counts only where another vote shares its (time,
    offset) cell: chance resemblance hours apart spreads thinly, a replay stacks its votes.
@@ -12,11 +13,13 @@ A repeat is a sharp alignment, not a similar frame. The search runs in three ste
 2. **Alignments**: votes cluster along lines s = slope * t + intercept (slope ~1 for a
    replay, 0.92-1.08 under a speed change, ~-1 for a boomerang). Clusters are found as
    connected cells of a coarse (t, offset) grid and a robust line is fitted to each of the
-   strongest clusters.
+   strongest clusters. Where speed 1 and a fitted speed both explain the votes, the other
+   reading is verified too, and the one whose runs match more frames is kept.
 3. **Verification** (budgeted, strongest alignments first): along each line, thumbnails are
    compared with a trimmed distance (the cells that differ most, where overlays sit, are
    ignored, and the rest normalised again), after estimating any crop, zoom, shift or
-   rotation between the two spans. A run counts only if the exact alignment beats the same
+   rotation between the two spans (per 8 s window, in two phases, so that passes cropped
+   differently each get their own). A run counts only if the exact alignment beats the same
    line shifted by 1-2 s by a wide margin with the same cells ignored: footage that replays
    matches at one offset only, a still or slowly changing room matches everywhere, and a
    camera panning back over a room needs a much closer match.
