@@ -18,8 +18,8 @@ A repeat is a sharp alignment, not a similar frame. The search runs in three ste
 3. **Verification** (budgeted, strongest alignments first): along each line, thumbnails are
    compared with a trimmed distance (the cells that differ most, where overlays sit, are
    ignored, and the rest normalised again), after estimating any crop, zoom, shift or
-   rotation between the two spans (per 8 s window, in two phases, so that passes cropped
-   differently each get their own). A run counts only if the exact alignment beats the same
+   rotation between the two spans (per 8 s window; a frame may take a neighbour window's
+   geometry, so that passes cropped differently each get their own). A run counts only if the exact alignment beats the same
    line shifted by 1-2 s by a wide margin with the same cells ignored: footage that replays
    matches at one offset only, a still or slowly changing room matches everywhere, and a
    camera panning back over a room needs a much closer match.
@@ -590,25 +590,33 @@ def _window_geometry(replay: np.ndarray, flat: np.ndarray, j: np.ndarray, t: np.
     """Per-frame geometry id: the zoom/shift that best maps source onto replay in 8 s
     windows (crop disguises may differ from pass to pass, so not one geometry per line).
 
-    Windows are laid twice, the second set half a window later, and each frame keeps the
-    better fitting of its two windows' geometries: a window that straddles the seam between
-    two passes cropped differently fits one of them badly, the shifted window fits it."""
-    candidates = np.zeros((2, len(t)), np.int64)
-    for phase in (0, 1):
-        window = np.floor((t - t[0]) / _WINDOW_S + 0.5 * phase).astype(int)
-        for w in np.unique(window):
-            members = np.flatnonzero(window == w)
-            if (rough[members] <= settings.match_distance).sum() < 3:
-                continue                 # nothing here that a crop could rescue
-            pick = members[np.linspace(0, len(members) - 1, num=min(8, len(members))).astype(int)]
-            best, _, _ = _descend_geometry(replay[pick], flat[j[pick]], settings)
-            candidates[phase, members] = best
-    if (candidates[0] == candidates[1]).all():
-        return candidates[0]
+    A window that straddles the seam between two passes cropped differently fits one of
+    them badly: each frame keeps the best fitting of its own and its neighbour windows'
+    geometries (a neighbour lies inside the other pass)."""
+    window = np.floor((t - t[0]) / _WINDOW_S).astype(int)
+    per_window = {}
+    for w in np.unique(window):
+        members = np.flatnonzero(window == w)
+        if (rough[members] <= settings.match_distance).sum() < 3:
+            continue                 # nothing here that a crop could rescue
+        pick = members[np.linspace(0, len(members) - 1, num=min(8, len(members))).astype(int)]
+        per_window[w] = _descend_geometry(replay[pick], flat[j[pick]], settings)[0]
+    geometry = np.array([per_window.get(w, 0) for w in window], np.int64)
+    if len(set(per_window.values()) - {0}) == 0:
+        return geometry
     source = flat[j]
-    cost = np.stack([_trimmed(replay, _warped(source, candidates[phase]), settings.trim_share)[0]
-                     for phase in (0, 1)])
-    return np.where(cost[1] < cost[0], candidates[1], candidates[0])
+    best = _trimmed(replay, _warped(source, geometry), settings.trim_share)[0]
+    for step in (-1, 1):
+        other = np.array([per_window.get(w + step, 0) for w in window], np.int64)
+        differs = other != geometry
+        if not differs.any():
+            continue
+        rows = np.flatnonzero(differs)
+        cost = _trimmed(replay[rows], _warped(source[rows], other[rows]), settings.trim_share)[0]
+        better = cost < best[rows]
+        geometry[rows[better]] = other[rows[better]]
+        best[rows[better]] = cost[better]
+    return geometry
 
 
 def _descend_geometry(replay: np.ndarray, source_flat: np.ndarray, settings: SearchSettings):
