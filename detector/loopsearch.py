@@ -175,9 +175,13 @@ def _hash_planes(settings: SearchSettings) -> np.ndarray:
 def _pack(projections: np.ndarray, settings: SearchSettings) -> np.ndarray:
     """(n, tables) integer bucket keys from (n, tables * bits) projections."""
     n, tables, bits = len(projections), settings.hash_tables, settings.hash_bits
+    if bits > 24:
+        raise ValueError(f"hash_bits must be at most 24 (int32 bucket keys and bounds), got {bits}")
     packed = np.packbits((projections > 0).reshape(n, tables, bits), axis=2, bitorder="little")
-    shifts = 8 * np.arange(packed.shape[2], dtype=np.int64)
-    return (packed.astype(np.int64) << shifts).sum(axis=2)
+    # Little-endian bytes padded to 4 and read as one uint32 per table.
+    padded = np.zeros((n, tables, 4), np.uint8)
+    padded[:, :, : packed.shape[2]] = packed
+    return padded.view("<u4")[:, :, 0].astype(np.int32)
 
 
 def _with_probes(projections: np.ndarray, settings: SearchSettings) -> np.ndarray:
@@ -192,7 +196,7 @@ def _with_probes(projections: np.ndarray, settings: SearchSettings) -> np.ndarra
     certainty = np.abs(projections.reshape(n, tables, bits))
     weakest = certainty.argmin(axis=2)[:, :, None] if settings.query_probes == 1 else \
         np.argpartition(certainty, settings.query_probes - 1, axis=2)[:, :, : settings.query_probes]
-    probes = codes[:, :, None] ^ (np.int64(1) << weakest.astype(np.int64))
+    probes = codes[:, :, None] ^ (np.int32(1) << weakest.astype(np.int32))
     return np.concatenate([codes[:, None, :], probes.transpose(0, 2, 1)], axis=1)
 
 
@@ -212,8 +216,8 @@ def _key_codes(app_now: np.ndarray, app_then: np.ndarray, mot: np.ndarray, setti
     half = DESCRIPTOR_SIDE * DESCRIPTOR_SIDE
     flat_planes = planes.reshape(-1, planes.shape[2])
     plane_app, plane_mot = flat_planes[:, :half].T, settings.motion_weight * flat_planes[:, half:].T
-    forward = np.empty((len(mot), 1 + settings.query_probes, settings.hash_tables), np.int64)
-    reverse = np.empty((len(mot), 1, settings.hash_tables), np.int64)
+    forward = np.empty((len(mot), 1 + settings.query_probes, settings.hash_tables), np.int32)
+    reverse = np.empty((len(mot), 1, settings.hash_tables), np.int32)
     for c0 in range(0, len(mot), chunk):
         part = slice(c0, c0 + chunk)
         moving = mot[part] @ plane_mot
@@ -271,7 +275,7 @@ def candidate_pairs(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSet
                                                     settings.query_chunk_s))
     chunk_edges = np.unique(np.append(chunk_edges, len(keys)))
     table_of = np.arange(tables)
-    table_base = (table_of * bounds.shape[1]).astype(np.int64)
+    table_base = (table_of * bounds.shape[1]).astype(np.int32)
     bounds_flat, orders_flat = bounds.ravel(), orders.ravel()
     found = []
     for variant, (transform, direction) in enumerate(_variants()):
@@ -309,7 +313,10 @@ def candidate_pairs(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSet
             q_frame, j_frame = q_frame[keep], j_frame[keep]
             if len(q_frame) == 0:
                 continue
-            pair_key = np.unique(q_frame.astype(np.int64) * n + j_frame)
+            # Distinct pairs (a pair collides in several tables). A sort and a comparison of
+            # neighbours: np.unique's hash path is several times slower on these arrays.
+            pair_key = np.sort(q_frame.astype(np.int64) * n + j_frame)
+            pair_key = pair_key[np.concatenate([[True], pair_key[1:] != pair_key[:-1]])]
             q_frame, j_frame = (pair_key // n).astype(np.int32), (pair_key % n).astype(np.int32)
             t, s = times_s[q_frame], times_s[j_frame]
             offset = t + s if reversed_ else t - s
