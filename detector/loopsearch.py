@@ -65,6 +65,11 @@ class SearchSettings:
     # certain bits flipped (multi-probe LSH; a crop or new overlays flip the bits nearest a
     # hyperplane). Crop/zoom recall 0.79 -> 0.88 with 1 probe.
     query_probes: int = 1
+    # ... in chunks whose exact lookups gave at most this many distinct pairs per key. Clips:
+    # 0.2-1.3; a live room: 2-20 over its first 2-3 hours, then more (every query looks back
+    # over a longer past); a low-dimensional room that resembles itself everywhere: 48-115 in
+    # its first hour. Probes there only add chance votes that fill the verification budget.
+    max_probe_density: float = 20.0
     # Fingerprints hashed, one every this many seconds. Hashing every 0.2 s fingerprint of a
     # smoothly changing room pairs each query's neighbours with each match's neighbours:
     # 20x the chance votes of 0.4 s keys for 2x the true ones (measured on 10 h of room).
@@ -116,6 +121,10 @@ class SearchSettings:
     consistent_min_s: float = 5.0
     consistent_density: float = 0.6
     consistent_ratio: float = 0.92
+    # Follow-up lines (half a verified replay's offset, see verify_all) are verified only
+    # where their sampled frames match this closely under some flip (identity geometry;
+    # crops and overlays leave replays at 0.1-0.45).
+    follow_up_distance: float = 0.45
     # A verified run extends over frames at its ends pinned to the line and at least this
     # much closer than 1-2 s away.
     extend_ratio: float = 0.8
@@ -277,46 +286,57 @@ def candidate_pairs(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSet
     table_of = np.arange(tables)
     table_base = (table_of * bounds.shape[1]).astype(np.int32)
     bounds_flat, orders_flat = bounds.ravel(), orders.ravel()
+
+    def votes(codes: np.ndarray, c0: int, flip: int, reversed_: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(later, earlier) frames of the raw votes of queries c0.. with bucket keys `codes`
+        (queries, probes, tables): every table and probe at once, flat gathers."""
+        where = codes[:, :, table_of ^ flip] + table_base      # positions in `bounds`
+        lo = bounds_flat[where]
+        size = bounds_flat[where + 1] - lo
+        ok = (size > 0) & (size <= settings.max_bucket)
+        hits = np.flatnonzero(ok)
+        if len(hits) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        size_ok, lo_ok = size.ravel()[hits], lo.ravel()[hits]
+        # Flat positions into `orders` of every member of every hit bucket.
+        start = lo_ok + (hits % tables) * len(keys)
+        first_vote = np.cumsum(size_ok) - size_ok
+        member = np.arange(int(first_vote[-1] + size_ok[-1])) + np.repeat(start - first_vote, size_ok)
+        q_frame = keys[np.repeat(hits // (tables * codes.shape[1]) + c0, size_ok)]
+        j_frame = keys[orders_flat[member]]
+        if reversed_:
+            # The reversed query carried its lagged frame's appearance (see _key_codes): that
+            # frame is the one that corresponds to the index entry.
+            q_frame = lagged[q_frame]
+        keep = times_s[q_frame] - times_s[j_frame] >= (settings.min_reversed_offset_s if reversed_
+                                                         else settings.min_offset_s)
+        return q_frame[keep], j_frame[keep]
+
+    def distinct(q_frame: np.ndarray, j_frame: np.ndarray) -> np.ndarray:
+        """Sorted distinct pair keys (a pair collides in several tables). A sort and a
+        comparison of neighbours: np.unique's hash path is several times slower here."""
+        pair_key = np.sort(q_frame.astype(np.int64) * n + j_frame)
+        return pair_key[np.concatenate([[True], pair_key[1:] != pair_key[:-1]])] if len(pair_key) else pair_key
+
     found = []
-    for variant, (transform, direction) in enumerate(_variants()):
-        flip = TRANSFORMS.index(transform)
-        reversed_ = direction == "reversed"
-        # The codes, then their probes; a reversed replay (boomerang) is a plain copy played
-        # backwards and collects plenty of exact votes: probing for it too would only add
-        # chance votes (and a third of the candidate stage's time).
-        lookups = reverse[:, :1] if reversed_ else forward
-        min_offset = settings.min_reversed_offset_s if reversed_ else settings.min_offset_s
-        for c0, c1 in pairwise(chunk_edges):
-            if c1 <= c0:
-                continue
-            # Every table and probe of the chunk's queries at once: (queries, probes, tables).
-            # Flat positions into `bounds` (row-major: table * stride + code).
-            where = lookups[c0:c1][:, :, table_of ^ flip] + table_base
-            lo = bounds_flat[where]
-            size = bounds_flat[where + 1] - lo
-            ok = (size > 0) & (size <= settings.max_bucket)
-            hits = np.flatnonzero(ok)
-            if len(hits) == 0:
-                continue
-            size_ok, lo_ok = size.ravel()[hits], lo.ravel()[hits]
-            # Flat positions into `orders` of every member of every hit bucket.
-            start = lo_ok + (hits % tables) * len(keys)
-            first_vote = np.cumsum(size_ok) - size_ok
-            member = np.arange(int(first_vote[-1] + size_ok[-1])) + np.repeat(start - first_vote, size_ok)
-            q_frame = keys[np.repeat(hits // (tables * lookups.shape[1]) + c0, size_ok)]
-            j_frame = keys[orders_flat[member]]
-            if reversed_:
-                # The reversed query carried its lagged frame's appearance (see _key_codes):
-                # that frame is the one that corresponds to the index entry.
-                q_frame = lagged[q_frame]
-            keep = times_s[q_frame] - times_s[j_frame] >= min_offset
-            q_frame, j_frame = q_frame[keep], j_frame[keep]
+    for c0, c1 in pairwise(chunk_edges):
+        if c1 <= c0:
+            continue
+        exact = [votes((reverse if d == "reversed" else forward)[c0:c1, :1], c0, TRANSFORMS.index(f), d == "reversed")
+                 for f, d in _variants()]
+        # Probes (forward only: a boomerang is a plain copy played backwards and collects plenty
+        # of exact votes) only where exact votes are not already plentiful: in a room that
+        # resembles itself everywhere (a low-dimensional scene) they add chance votes only.
+        density = sum(len(distinct(q, j)) for q, j in exact) / (c1 - c0)
+        probing = settings.query_probes > 0 and density <= settings.max_probe_density
+        for variant, ((transform, direction), (q_frame, j_frame)) in enumerate(zip(_variants(), exact)):
+            reversed_ = direction == "reversed"
+            if probing and not reversed_:
+                q_probe, j_probe = votes(forward[c0:c1, 1:], c0, TRANSFORMS.index(transform), False)
+                q_frame, j_frame = np.concatenate([q_frame, q_probe]), np.concatenate([j_frame, j_probe])
             if len(q_frame) == 0:
                 continue
-            # Distinct pairs (a pair collides in several tables). A sort and a comparison of
-            # neighbours: np.unique's hash path is several times slower on these arrays.
-            pair_key = np.sort(q_frame.astype(np.int64) * n + j_frame)
-            pair_key = pair_key[np.concatenate([[True], pair_key[1:] != pair_key[:-1]])]
+            pair_key = distinct(q_frame, j_frame)
             q_frame, j_frame = (pair_key // n).astype(np.int32), (pair_key % n).astype(np.int32)
             t, s = times_s[q_frame], times_s[j_frame]
             offset = t + s if reversed_ else t - s
@@ -330,7 +350,9 @@ def candidate_pairs(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSet
                 found.append(pairs)
     if not found:
         return empty
-    return np.concatenate(found)
+    pairs = np.concatenate(found)
+    # Grouped by variant, as before (alignments() selects per variant).
+    return pairs[np.argsort(pairs["v"], kind="stable")]
 
 
 def _variants() -> list[tuple[str, str]]:
@@ -1053,7 +1075,59 @@ def verify_all(times_s: np.ndarray, thumbs: np.ndarray, found: list[Alignment], 
         failed = 0 if verified else failed + 1
         if k + 1 >= settings.always_verify and failed >= settings.max_failed_streak:
             break
+    # A pass may draw no hash votes at all under heavy disguise. Where a replay verified at
+    # offset D is at most about half as long as D, a pass fits between it and its source:
+    # the loop may be periodic with D/2, the pass between replaying at D/2. These few lines
+    # are verified whatever their votes.
+    for alignment in _follow_ups(runs, times_s, thumbs, settings):
+        lo, hi = np.searchsorted(times_s, [alignment.t_lo_s, alignment.t_hi_s + 1e-6])
+        if hi <= lo or explained[lo:hi].mean() >= settings.explained_skip_share:
+            continue
+        verified = verify(times_s, thumbs, alignment, settings, fingerprint_step_s)
+        for r in verified:
+            explained[r.q[0]: r.q[-1] + 1] = True
+        runs.extend(verified)
     return runs
+
+
+def _follow_ups(runs: list[Run], times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSettings) -> list[Alignment]:
+    """Lines at half the offset D of each verified forward replay no longer than about D/2,
+    over it and the pass before it, each with the flip under which its frames match best."""
+    proposals = []
+    for r in runs:
+        if r.direction != "forward" or len(r.q) < 3:
+            continue
+        t = times_s[r.q]
+        offset = float(np.median(t - r.s))
+        lo, hi = float(t[0]), float(t[-1])
+        if offset / 2 < settings.min_offset_s or hi - lo > 0.55 * offset:
+            continue
+        a, b = max(lo - offset / 2, float(times_s[0]) + offset / 2), hi
+        if b - a < settings.min_span_s:
+            continue
+        flip = _best_flip(times_s, thumbs, a, b, r.slope, offset / 2, settings)
+        if flip is not None:
+            # s = slope * t + intercept passes through (middle, middle - D/2).
+            middle = 0.5 * (a + b)
+            proposals.append(Alignment(flip, r.slope, middle - offset / 2 - r.slope * middle, a, b, 0))
+    return proposals
+
+
+def _best_flip(times_s, thumbs, t_lo_s, t_hi_s, slope, offset, settings, samples: int = 16) -> int | None:
+    """Forward variant (flip) under which frames along the line match their sources best, on a
+    sample of frames; None when too few frames have a source."""
+    t = np.linspace(t_lo_s, t_hi_s, samples)
+    q, ok = _nearest(times_s, t, 0.3)
+    middle = 0.5 * (t_lo_s + t_hi_s)
+    j, ok_j = _nearest(times_s, middle - offset + slope * (t - middle), 0.3)
+    ok &= ok_j
+    if ok.sum() < 4:
+        return None
+    source = _centre_vectors(thumbs[j[ok]].astype(np.float32))
+    costs = [float(np.median(_trimmed(_centre_vectors(mirrored(thumbs[q[ok]], flip).astype(np.float32)), source,
+                                      settings.trim_share)[0])) for flip in TRANSFORMS]
+    best = int(np.argmin(costs))
+    return best if costs[best] <= settings.follow_up_distance else None
 
 
 def _run_quality(runs: list[Run]) -> tuple[int, float]:
