@@ -125,9 +125,13 @@ class SearchSettings:
     # where their sampled frames match this closely under some flip (identity geometry;
     # crops and overlays leave replays at 0.1-0.45).
     follow_up_distance: float = 0.45
+    # Where speed 1 and a fitted speed both verify, the fitted one must pin this many times as
+    # many frames to the line to win.
+    unit_slope_preference: float = 1.05
     # A verified run extends over frames at its ends pinned to the line and at least this
     # much closer than 1-2 s away.
     extend_ratio: float = 0.8
+    extend_offset_s: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -701,6 +705,7 @@ class Run:
     transform: str
     direction: str
     geometry: tuple[float, float, float, float]   # zoom, dx, dy (cells), rotation (degrees)
+    pinned: int = 0            # matched frames whose best offset within +-2 s is the line itself
 
 
 def verify(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settings: SearchSettings,
@@ -818,11 +823,16 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
         shift_s = _refine_offset(near[sel][good])
         dominant = int(np.bincount(geometry[sel][good]).argmax())
         return Run(q[sel][good], s[sel][good] + shift_s, score[sel][good], d_exact, d_shift, slope,
-                   transform, direction, GEOMETRIES.params[dominant])
+                   transform, direction, GEOMETRIES.params[dominant], int(pinned[sel][good].sum()))
 
     repeats = []
     strict = screened & fits & local_min & frame_sharp
-    extendable = fits & pinned & (exact <= settings.extend_ratio * far_masked)
+    # Frames at a run's ends may also fit best a little off the line (dropped or duplicated
+    # frames make a replay drift by a few tenths of a second over a pass): within
+    # extend_offset_s, fitting there clearly better than 1-2 s away.
+    nearest_best = np.where(np.isfinite(near), near, np.inf).min(axis=1)
+    drifted = (np.abs(best_delta) <= settings.extend_offset_s) & (nearest_best <= settings.extend_ratio * far_masked)
+    extendable = fits & ((pinned & (exact <= settings.extend_ratio * far_masked)) | drifted)
     for sel, good, d_exact, d_shift, length_s in _scored_runs(t, strict, exact, far_masked, settings,
                                                               fingerprint_step_s):
         log.debug("run %.1f-%.1f %s/%s slope %.3f exact %.3f shifted %.3f ratio %.2f pinned %.2f",
@@ -1067,7 +1077,16 @@ def verify_all(times_s: np.ndarray, thumbs: np.ndarray, found: list[Alignment], 
             slope, intercept = alignment.alternative
             other = verify(times_s, thumbs, dataclasses.replace(alignment, slope=slope, intercept=intercept,
                                                                 alternative=None), settings, fingerprint_step_s)
-            if _run_quality(other) > _run_quality(verified):
+            # Speed 1 is the common case and keeps a loop's period exact: the fitted speed has to
+            # pin clearly more frames (a replay with dropped frames drifts a little either way).
+            fitted_is_other = abs(abs(alignment.slope) - 1.0) < 1e-9
+            bias = settings.unit_slope_preference
+            mine, theirs = _run_quality(verified), _run_quality(other)
+            if fitted_is_other:
+                better = (theirs[0] > bias * mine[0]) or (theirs[0] == mine[0] and theirs[1] > mine[1])
+            else:
+                better = (bias * theirs[0] >= mine[0]) and theirs != mine
+            if better:
                 verified = other
         for r in verified:
             explained[r.q[0]: r.q[-1] + 1] = True
@@ -1131,8 +1150,10 @@ def _best_flip(times_s, thumbs, t_lo_s, t_hi_s, slope, offset, settings, samples
 
 
 def _run_quality(runs: list[Run]) -> tuple[int, float]:
-    """(frames matched, -mean exact distance) of one alignment's verified runs."""
-    frames = sum(len(r.q) for r in runs)
+    """(frames pinned to the line, -mean exact distance) of one alignment's verified runs: a
+    slightly wrong slope drifts off the replay and keeps its frames only through the
+    drift-tolerant end extension."""
+    frames = sum(r.pinned for r in runs)
     return frames, -float(np.mean([r.d_exact for r in runs])) if runs else 0.0
 
 

@@ -112,6 +112,14 @@ def find_regional_repeat(times_s: np.ndarray, thumbs: np.ndarray,
     rest_corr = float(rest.mean()) if len(rest) else 0.0
     if rest_corr > 0.5 * region_corr:
         return None                  # the rest repeats too: not confined to the region
+    # A multiple of the period repeats as well, and on a coarse grid (long streams) a whole
+    # number of steps may fit a multiple better than the period: take the shortest divisor
+    # of the lag at which the region correlates nearly as well.
+    for k in range(6, 1, -1):
+        divisor = int(round((min_lag + lag_offset) / k)) - min_lag
+        if divisor >= 0 and float(corr[divisor, in_region].mean()) >= 0.85 * region_corr:
+            lag_offset = divisor
+            break
     # The lag itself: the neighbour of the (max-filtered) best lag where the region correlates most.
     near = [k for k in (lag_offset - 1, lag_offset, lag_offset + 1) if 0 <= k < len(raw)]
     lag_offset = max(near, key=lambda k: float(raw[k, in_region].mean()))

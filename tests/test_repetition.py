@@ -289,3 +289,48 @@ def test_trimmed_distance_ignores_an_overlay():
     a, b = _centre_vectors(replay), _centre_vectors(source)
     assert _trimmed(a, b, 0.25, iterations=1)[0][0] > 0.1
     assert _trimmed(a, b, 0.25)[0][0] < 0.01
+
+
+def test_probes_flip_the_least_certain_bit():
+    """Each probe is the bucket key with exactly the bit nearest its hyperplane flipped."""
+    from detector.loopsearch import SearchSettings, _hash_planes, _pack, _with_probes
+
+    settings = SearchSettings()
+    planes = _hash_planes(settings).reshape(-1, 72)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((50, 72)).astype(np.float32)
+    projections = x @ planes.T
+    keys = _with_probes(projections, settings)
+    assert keys.shape == (50, 2, settings.hash_tables)
+    assert np.array_equal(keys[:, 0], _pack(projections, settings))
+    flipped = keys[:, 0] ^ keys[:, 1]
+    weakest = np.abs(projections).reshape(50, settings.hash_tables, settings.hash_bits).argmin(axis=2)
+    assert np.array_equal(flipped, 1 << weakest)
+
+
+def test_regional_search_memory_is_bounded_on_long_streams():
+    """Beyond max_steps the resampling step grows: a 4-hour stream with a window that loops
+    every 40 s is still found, on a series of at most max_steps steps."""
+    from detector.regional import RegionalSettings, find_regional_repeat
+
+    rng = np.random.default_rng(3)
+    times = np.arange(0, 4 * 3600, 0.5)
+
+    def smooth(n: int, cells: int, scale_s: float) -> np.ndarray:
+        """Smoothly changing footage: noise low-passed over about scale_s seconds."""
+        from scipy.ndimage import gaussian_filter1d
+
+        x = gaussian_filter1d(rng.normal(0, 1, (n, cells)), scale_s / 0.5, axis=0, mode="wrap")
+        return 128 + 40 * x / x.std()
+
+    thumbs = smooth(len(times), 256, 2.0).reshape(-1, 16, 16)            # live: never repeats
+    recorded = smooth(80, 36, 2.0).reshape(-1, 6, 6)                      # a 40 s recorded clip
+    thumbs[:, 2:8, 8:14] = recorded[np.arange(len(times)) % 80]
+    thumbs = thumbs.clip(0, 255).astype(np.uint8)
+    settings = RegionalSettings(max_steps=6000)
+    found = find_regional_repeat(times, thumbs, settings)
+    assert found is not None
+    assert found.period_s == pytest.approx(40.0, rel=0.05)
+    x, y, w, h = found.box
+    assert (x, y) == pytest.approx((0.5, 0.125), abs=0.07) and (w, h) == pytest.approx((0.375, 0.375), abs=0.07)
+    assert found.spans[0][0] < 120 and found.spans[-1][1] > 4 * 3600 - 120
