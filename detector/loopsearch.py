@@ -4,7 +4,8 @@ A repeat is a sharp alignment, not a similar frame. The search runs in three ste
 
 1. **Candidates** (linear): random-hyperplane hashes of key fingerprints' appearance and
    motion vectors put moments into buckets; every key is looked up, also mirrored, flipped
-   and time-reversed. The hyperplanes come in orbits of the four flips, so one projection of
+   and time-reversed, and (forward) also in the bucket across its least certain bit
+   (multi-probe: a crop of a crop rotates the hashed vector a little). The hyperplanes come in orbits of the four flips, so one projection of
    the stream gives the codes of every flip. Over-full buckets (a still scene matches itself
    everywhere) are skipped, and a vote counts only where another vote shares its (time,
    offset) cell: chance resemblance hours apart spreads thinly, a replay stacks its votes.
@@ -12,11 +13,13 @@ A repeat is a sharp alignment, not a similar frame. The search runs in three ste
 2. **Alignments**: votes cluster along lines s = slope * t + intercept (slope ~1 for a
    replay, 0.92-1.08 under a speed change, ~-1 for a boomerang). Clusters are found as
    connected cells of a coarse (t, offset) grid and a robust line is fitted to each of the
-   strongest clusters.
+   strongest clusters. Where speed 1 and a fitted speed both explain the votes, the other
+   reading is verified too, and the one whose runs match more frames is kept.
 3. **Verification** (budgeted, strongest alignments first): along each line, thumbnails are
    compared with a trimmed distance (the cells that differ most, where overlays sit, are
    ignored, and the rest normalised again), after estimating any crop, zoom, shift or
-   rotation between the two spans. A run counts only if the exact alignment beats the same
+   rotation between the two spans (per 8 s window; a frame may take a neighbour window's
+   geometry, so that passes cropped differently each get their own). A run counts only if the exact alignment beats the same
    line shifted by 1-2 s by a wide margin with the same cells ignored: footage that replays
    matches at one offset only, a still or slowly changing room matches everywhere, and a
    camera panning back over a room needs a much closer match.
@@ -58,6 +61,15 @@ class SearchSettings:
     min_span_s: float = 4.0
     hash_bits: int = 20
     hash_tables: int = 12            # a multiple of 4: tables come in orbits of the four flips
+    # Neighbouring buckets probed per forward query and table: the code with one of its least
+    # certain bits flipped (multi-probe LSH; a crop or new overlays flip the bits nearest a
+    # hyperplane). Crop/zoom recall 0.79 -> 0.88 with 1 probe.
+    query_probes: int = 1
+    # ... in chunks whose exact lookups gave at most this many distinct pairs per key. Clips:
+    # 0.2-1.3; a live room: 2-20 over its first 2-3 hours, then more (every query looks back
+    # over a longer past); a low-dimensional room that resembles itself everywhere: 48-115 in
+    # its first hour. Probes there only add chance votes that fill the verification budget.
+    max_probe_density: float = 20.0
     # Fingerprints hashed, one every this many seconds. Hashing every 0.2 s fingerprint of a
     # smoothly changing room pairs each query's neighbours with each match's neighbours:
     # 20x the chance votes of 0.4 s keys for 2x the true ones (measured on 10 h of room).
@@ -106,12 +118,20 @@ class SearchSettings:
     # The consistent path for heavily disguised replays: a run this long whose every frame is
     # pinned to the line (best offset within +-0.3 s of +-2 s), covering this share of its
     # span, with exact/shifted distance below consistent_ratio.
-    consistent_min_s: float = 8.0
+    consistent_min_s: float = 5.0
     consistent_density: float = 0.6
     consistent_ratio: float = 0.92
+    # Follow-up lines (half a verified replay's offset, see verify_all) are verified only
+    # where their sampled frames match this closely under some flip (identity geometry;
+    # crops and overlays leave replays at 0.1-0.45).
+    follow_up_distance: float = 0.45
+    # Where speed 1 and a fitted speed both verify, the fitted one must pin this many times as
+    # many frames to the line to win.
+    unit_slope_preference: float = 1.05
     # A verified run extends over frames at its ends pinned to the line and at least this
     # much closer than 1-2 s away.
     extend_ratio: float = 0.8
+    extend_offset_s: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -168,14 +188,36 @@ def _hash_planes(settings: SearchSettings) -> np.ndarray:
 def _pack(projections: np.ndarray, settings: SearchSettings) -> np.ndarray:
     """(n, tables) integer bucket keys from (n, tables * bits) projections."""
     n, tables, bits = len(projections), settings.hash_tables, settings.hash_bits
+    if bits > 24:
+        raise ValueError(f"hash_bits must be at most 24 (int32 bucket keys and bounds), got {bits}")
     packed = np.packbits((projections > 0).reshape(n, tables, bits), axis=2, bitorder="little")
-    shifts = 8 * np.arange(packed.shape[2], dtype=np.int64)
-    return (packed.astype(np.int64) << shifts).sum(axis=2)
+    # Little-endian bytes padded to 4 and read as one uint32 per table.
+    padded = np.zeros((n, tables, 4), np.uint8)
+    padded[:, :, : packed.shape[2]] = packed
+    return padded.view("<u4")[:, :, 0].astype(np.int32)
+
+
+def _with_probes(projections: np.ndarray, settings: SearchSettings) -> np.ndarray:
+    """(n, 1 + query_probes, tables) bucket keys: the code itself, then the code with one of
+    its least certain bits (smallest |projection|) flipped, per probe. A disguised replay (a
+    crop of a crop, new overlays) differs from its source by a small rotation of the hashed
+    vector: the bits it loses are the ones closest to their hyperplane (multi-probe LSH)."""
+    n, tables, bits = len(projections), settings.hash_tables, settings.hash_bits
+    codes = _pack(projections, settings)
+    if not settings.query_probes:
+        return codes[:, None, :]
+    certainty = np.abs(projections.reshape(n, tables, bits))
+    weakest = certainty.argmin(axis=2)[:, :, None] if settings.query_probes == 1 else \
+        np.argpartition(certainty, settings.query_probes - 1, axis=2)[:, :, : settings.query_probes]
+    probes = codes[:, :, None] ^ (np.int32(1) << weakest.astype(np.int32))
+    return np.concatenate([codes[:, None, :], probes.transpose(0, 2, 1)], axis=1)
 
 
 def _key_codes(app_now: np.ndarray, app_then: np.ndarray, mot: np.ndarray, settings: SearchSettings,
                chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """(forward codes, reversed codes) of the key fingerprints, each (keys, tables).
+    """(forward, reversed) bucket keys of the key fingerprints: forward (keys, 1 +
+    query_probes, tables), [:, 0] the code itself (the index), the rest its probes; reversed
+    (keys, 1, tables), not probed (see candidate_pairs).
 
     Forward: [appearance, motion_weight * motion]. Reversed: played backwards, the change
     over the last second is minus the source's change over the second that *ends* where
@@ -187,13 +229,13 @@ def _key_codes(app_now: np.ndarray, app_then: np.ndarray, mot: np.ndarray, setti
     half = DESCRIPTOR_SIDE * DESCRIPTOR_SIDE
     flat_planes = planes.reshape(-1, planes.shape[2])
     plane_app, plane_mot = flat_planes[:, :half].T, settings.motion_weight * flat_planes[:, half:].T
-    forward = np.empty((len(mot), settings.hash_tables), np.int64)
-    reverse = np.empty_like(forward)
+    forward = np.empty((len(mot), 1 + settings.query_probes, settings.hash_tables), np.int32)
+    reverse = np.empty((len(mot), 1, settings.hash_tables), np.int32)
     for c0 in range(0, len(mot), chunk):
         part = slice(c0, c0 + chunk)
         moving = mot[part] @ plane_mot
-        forward[part] = _pack(app_now[part] @ plane_app + moving, settings)
-        reverse[part] = _pack(app_then[part] @ plane_app - moving, settings)
+        forward[part] = _with_probes(app_now[part] @ plane_app + moving, settings)
+        reverse[part, 0] = _pack(app_then[part] @ plane_app - moving, settings)
     return forward, reverse
 
 
@@ -230,11 +272,14 @@ def candidate_pairs(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSet
     forward, reverse = _key_codes(app_now, app_then, mot, settings)
     del app_now, app_then, mot, diff
     tables = settings.hash_tables
-    orders = [np.argsort(forward[:, table], kind="stable").astype(np.int32) for table in range(tables)]
-    # Direct-address bucket bounds: bucket c of a table holds orders[table][bounds[c]:bounds[c+1]]
-    # (2^bits + 1 int32 per table; a lookup is two gathers instead of a binary search).
-    bounds = [np.concatenate([[0], np.cumsum(np.bincount(forward[:, table], minlength=1 << settings.hash_bits))])
-              .astype(np.int32) for table in range(tables)]
+    # Direct-address bucket bounds: bucket c of a table holds orders[table, bounds[table, c]:
+    # bounds[table, c + 1]] (2^bits + 1 int32 per table; a lookup is two gathers instead of a
+    # binary search).
+    orders = np.empty((tables, len(keys)), np.int32)
+    bounds = np.zeros((tables, (1 << settings.hash_bits) + 1), np.int32)
+    for table in range(tables):
+        orders[table] = np.argsort(forward[:, 0, table], kind="stable")
+        np.cumsum(np.bincount(forward[:, 0, table], minlength=1 << settings.hash_bits), out=bounds[table, 1:])
     t_keys = times_s[keys]
     # Chunk edges on multiples of the chunk length (itself a multiple of cell_t_s): no cell
     # is split between two chunks.
@@ -242,41 +287,60 @@ def candidate_pairs(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSet
     chunk_edges = np.searchsorted(t_keys, np.arange(first, t_keys[-1] + settings.query_chunk_s,
                                                     settings.query_chunk_s))
     chunk_edges = np.unique(np.append(chunk_edges, len(keys)))
+    table_of = np.arange(tables)
+    table_base = (table_of * bounds.shape[1]).astype(np.int32)
+    bounds_flat, orders_flat = bounds.ravel(), orders.ravel()
+
+    def votes(codes: np.ndarray, c0: int, flip: int, reversed_: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(later, earlier) frames of the raw votes of queries c0.. with bucket keys `codes`
+        (queries, probes, tables): every table and probe at once, flat gathers."""
+        where = codes[:, :, table_of ^ flip] + table_base      # positions in `bounds`
+        lo = bounds_flat[where]
+        size = bounds_flat[where + 1] - lo
+        ok = (size > 0) & (size <= settings.max_bucket)
+        hits = np.flatnonzero(ok)
+        if len(hits) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        size_ok, lo_ok = size.ravel()[hits], lo.ravel()[hits]
+        # Flat positions into `orders` of every member of every hit bucket.
+        start = lo_ok + (hits % tables) * len(keys)
+        first_vote = np.cumsum(size_ok) - size_ok
+        member = np.arange(int(first_vote[-1] + size_ok[-1])) + np.repeat(start - first_vote, size_ok)
+        q_frame = keys[np.repeat(hits // (tables * codes.shape[1]) + c0, size_ok)]
+        j_frame = keys[orders_flat[member]]
+        if reversed_:
+            # The reversed query carried its lagged frame's appearance (see _key_codes): that
+            # frame is the one that corresponds to the index entry.
+            q_frame = lagged[q_frame]
+        keep = times_s[q_frame] - times_s[j_frame] >= (settings.min_reversed_offset_s if reversed_
+                                                         else settings.min_offset_s)
+        return q_frame[keep], j_frame[keep]
+
+    def distinct(q_frame: np.ndarray, j_frame: np.ndarray) -> np.ndarray:
+        """Sorted distinct pair keys (a pair collides in several tables). A sort and a
+        comparison of neighbours: np.unique's hash path is several times slower here."""
+        pair_key = np.sort(q_frame.astype(np.int64) * n + j_frame)
+        return pair_key[np.concatenate([[True], pair_key[1:] != pair_key[:-1]])] if len(pair_key) else pair_key
+
     found = []
-    for variant, (transform, direction) in enumerate(_variants()):
-        flip = TRANSFORMS.index(transform)
-        reversed_ = direction == "reversed"
-        codes = reverse if reversed_ else forward
-        min_offset = settings.min_reversed_offset_s if reversed_ else settings.min_offset_s
-        for c0, c1 in pairwise(chunk_edges):
-            if c1 <= c0:
-                continue
-            parts_q, parts_j = [], []
-            for table in range(tables):
-                query = codes[c0:c1, table ^ flip]
-                lo = bounds[table][query]
-                size = bounds[table][query + 1] - lo
-                ok = (size > 0) & (size <= settings.max_bucket)
-                if not ok.any():
-                    continue
-                size_ok = size[ok]
-                q_idx = np.repeat(np.flatnonzero(ok) + c0, size_ok)
-                within = np.arange(len(q_idx)) - np.repeat(np.cumsum(size_ok) - size_ok, size_ok)
-                q_frame = keys[q_idx]
-                j_frame = keys[orders[table][np.repeat(lo[ok], size_ok) + within]]
-                if reversed_:
-                    # The reversed query carried its lagged frame's appearance (see
-                    # _key_codes): that frame is the one that corresponds to the index entry.
-                    q_frame = lagged[q_frame]
-                keep = times_s[q_frame] - times_s[j_frame] >= min_offset
-                parts_q.append(q_frame[keep])
-                parts_j.append(j_frame[keep])
-            if not parts_q:
-                continue
-            q_frame, j_frame = np.concatenate(parts_q), np.concatenate(parts_j)
+    for c0, c1 in pairwise(chunk_edges):
+        if c1 <= c0:
+            continue
+        exact = [votes((reverse if d == "reversed" else forward)[c0:c1, :1], c0, TRANSFORMS.index(f), d == "reversed")
+                 for f, d in _variants()]
+        # Probes (forward only: a boomerang is a plain copy played backwards and collects plenty
+        # of exact votes) only where exact votes are not already plentiful: in a room that
+        # resembles itself everywhere (a low-dimensional scene) they add chance votes only.
+        density = sum(len(distinct(q, j)) for q, j in exact) / (c1 - c0)
+        probing = settings.query_probes > 0 and density <= settings.max_probe_density
+        for variant, ((transform, direction), (q_frame, j_frame)) in enumerate(zip(_variants(), exact)):
+            reversed_ = direction == "reversed"
+            if probing and not reversed_:
+                q_probe, j_probe = votes(forward[c0:c1, 1:], c0, TRANSFORMS.index(transform), False)
+                q_frame, j_frame = np.concatenate([q_frame, q_probe]), np.concatenate([j_frame, j_probe])
             if len(q_frame) == 0:
                 continue
-            pair_key = np.unique(q_frame.astype(np.int64) * n + j_frame)
+            pair_key = distinct(q_frame, j_frame)
             q_frame, j_frame = (pair_key // n).astype(np.int32), (pair_key % n).astype(np.int32)
             t, s = times_s[q_frame], times_s[j_frame]
             offset = t + s if reversed_ else t - s
@@ -290,7 +354,9 @@ def candidate_pairs(times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSet
                 found.append(pairs)
     if not found:
         return empty
-    return np.concatenate(found)
+    pairs = np.concatenate(found)
+    # Grouped by variant, as before (alignments() selects per variant).
+    return pairs[np.argsort(pairs["v"], kind="stable")]
 
 
 def _variants() -> list[tuple[str, str]]:
@@ -307,6 +373,9 @@ class Alignment:
     t_lo_s: float
     t_hi_s: float
     votes: int
+    # The other plausible slope and intercept for the same votes (speed 1 when a speed was
+    # fitted, the fitted speed when speed 1 was kept); verified too when this one verifies.
+    alternative: tuple[float, float] | None = None
 
 
 def alignments(times_s: np.ndarray, pairs: np.ndarray, settings: SearchSettings) -> list[Alignment]:
@@ -353,9 +422,9 @@ def alignments(times_s: np.ndarray, pairs: np.ndarray, settings: SearchSettings)
         ends = np.searchsorted(pair_label[idx], strong, side="right")
         for lo, hi in zip(bounds, ends):
             members = idx[lo:hi]
-            for slope, intercept, inliers in _fit_lines(t[members], s[members], reversed_, settings):
+            for slope, intercept, inliers, other in _fit_lines(t[members], s[members], reversed_, settings):
                 found.append(Alignment(int(variant), slope, intercept, float(t[members][inliers].min()),
-                                       float(t[members][inliers].max()), int(inliers.sum())))
+                                       float(t[members][inliers].max()), int(inliers.sum()), other))
     found.sort(key=lambda a: -a.votes)
     # A replay collects votes densely along its span (about one a second or more); chance
     # collisions spread thinly. The strongest few are verified whatever their density, so a
@@ -398,22 +467,25 @@ def _fit_lines(t: np.ndarray, s: np.ndarray, reversed_: bool, settings: SearchSe
         if best_inliers.sum() < settings.min_votes:
             break
         slope, intercept = best
-        if np.ptp(tt[best_inliers]) >= 4.0:
-            ti, si = tt[best_inliers], ss[best_inliers]
+        ti, si = tt[best_inliers], ss[best_inliers]
+        # The other reading of the same votes: speed 1, or the fitted speed.
+        unit = (sign, float(np.median(si - sign * ti)))
+        other = unit
+        if np.ptp(ti) >= 4.0:
             fit_slope, fit_intercept = np.polyfit(ti, si, 1)
             if abs(abs(fit_slope) - 1.0) <= settings.slope_tolerance and np.sign(fit_slope) == sign:
                 slope, intercept = float(fit_slope), float(fit_intercept)
                 # Votes sit on a grid of key times (+-half a key step each way), so a fitted
                 # slope of 0.98 or 1.03 over a few seconds can be noise: keep speed 1 unless
                 # the fitted line explains the votes clearly better.
-                unit_intercept = float(np.median(si - sign * ti))
-                unit_residual = np.mean(np.abs(si - (sign * ti + unit_intercept)))
+                unit_residual = np.mean(np.abs(si - (sign * ti + unit[1])))
                 fit_residual = np.mean(np.abs(si - (fit_slope * ti + fit_intercept)))
                 if unit_residual <= 1.15 * fit_residual + 0.01:
-                    slope, intercept = sign, unit_intercept
+                    other, (slope, intercept) = (slope, intercept), unit
         inliers_all = np.zeros(len(t), bool)
         inliers_all[idx[best_inliers]] = True
-        lines.append((float(slope), float(intercept), inliers_all))
+        lines.append((float(slope), float(intercept), inliers_all,
+                      None if abs(other[0] - slope) < 0.005 else (float(other[0]), float(other[1]))))
         remaining &= ~inliers_all
     return lines
 
@@ -548,18 +620,35 @@ def _nearest(times_s: np.ndarray, targets_s: np.ndarray, tolerance_s: float) -> 
 
 def _window_geometry(replay: np.ndarray, flat: np.ndarray, j: np.ndarray, t: np.ndarray,
                      rough: np.ndarray, settings: SearchSettings) -> np.ndarray:
-    """Per-frame geometry id: the zoom/shift that best maps source onto replay in each 8 s
-    window (crop disguises may differ from pass to pass, so not one geometry per line)."""
-    geometry = np.zeros(len(t), np.int64)
+    """Per-frame geometry id: the zoom/shift that best maps source onto replay in 8 s
+    windows (crop disguises may differ from pass to pass, so not one geometry per line).
+
+    A window that straddles the seam between two passes cropped differently fits one of
+    them badly: each frame keeps the best fitting of its own and its neighbour windows'
+    geometries (a neighbour lies inside the other pass)."""
     window = np.floor((t - t[0]) / _WINDOW_S).astype(int)
+    per_window = {}
     for w in np.unique(window):
         members = np.flatnonzero(window == w)
         if (rough[members] <= settings.match_distance).sum() < 3:
             continue                 # nothing here that a crop could rescue
         pick = members[np.linspace(0, len(members) - 1, num=min(8, len(members))).astype(int)]
-        best, _, _ = _descend_geometry(replay[pick], flat[j[pick]], settings)
-        if best != 0:
-            geometry[members] = best
+        per_window[w] = _descend_geometry(replay[pick], flat[j[pick]], settings)[0]
+    geometry = np.array([per_window.get(w, 0) for w in window], np.int64)
+    if len(set(per_window.values()) - {0}) == 0:
+        return geometry
+    source = flat[j]
+    best = _trimmed(replay, _warped(source, geometry), settings.trim_share)[0]
+    for step in (-1, 1):
+        other = np.array([per_window.get(w + step, 0) for w in window], np.int64)
+        differs = other != geometry
+        if not differs.any():
+            continue
+        rows = np.flatnonzero(differs)
+        cost = _trimmed(replay[rows], _warped(source[rows], other[rows]), settings.trim_share)[0]
+        better = cost < best[rows]
+        geometry[rows[better]] = other[rows[better]]
+        best[rows[better]] = cost[better]
     return geometry
 
 
@@ -616,6 +705,7 @@ class Run:
     transform: str
     direction: str
     geometry: tuple[float, float, float, float]   # zoom, dx, dy (cells), rotation (degrees)
+    pinned: int = 0            # matched frames whose best offset within +-2 s is the line itself
 
 
 def verify(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment, settings: SearchSettings,
@@ -658,14 +748,31 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
     # Cheap test before the crop search: the coarse thumbnails absorb crops up to ~12 %, so
     # a replay matches for at least half of min_span_s even without any geometry; most
     # coincidental lines do not.
-    identity = np.zeros(len(j), int)
-    rough, rough_mask = _trimmed(replay, _warped(flat[j], identity), settings.trim_share)
-    if (rough <= settings.match_distance).sum() * fingerprint_step_s < 0.5 * settings.min_span_s:
-        return []
-    # Before the costly crop search, a very lenient sharpness screen at the identity: even a
-    # 12 % off-centre crop fits its own moment better than 1-2 s away (ratio ~0.6), while a
-    # chance line through a room that resembles itself fits everywhere about equally.
-    if not _sharp_enough(times_s, flat, replay, t, s, rough, rough_mask, identity, tolerance, settings,
+    screen_geometry = np.zeros(len(j), int)
+    rough, rough_mask = _trimmed(replay, _warped(flat[j], screen_geometry), settings.trim_share)
+
+    def too_few(distance: np.ndarray) -> bool:
+        return (distance <= settings.match_distance).sum() * fingerprint_step_s < 0.5 * settings.min_span_s
+
+    if too_few(rough):
+        # Crop, rotation and a flip together can push every frame past match_distance at the
+        # identity: one coordinate descent on frames spread over the votes tells whether some
+        # geometry makes the line match at all.
+        voted = np.flatnonzero((t >= alignment.t_lo_s) & (t <= alignment.t_hi_s))
+        if len(voted) < 3:
+            return []
+        pick = voted[np.linspace(0, len(voted) - 1, num=min(8, len(voted))).astype(int)]
+        g, hits, _ = _descend_geometry(replay[pick], flat[j[pick]], settings)
+        if g == 0 or hits < 3:
+            return []
+        screen_geometry = np.full(len(j), g)
+        rough, rough_mask = _trimmed(replay, _warped(flat[j], screen_geometry), settings.trim_share)
+        if too_few(rough):
+            return []
+    # Before the costly crop search, a very lenient sharpness screen: even a 12 % off-centre
+    # crop fits its own moment better than 1-2 s away (ratio ~0.6), while a chance line
+    # through a room that resembles itself fits everywhere about equally.
+    if not _sharp_enough(times_s, flat, replay, t, s, rough, rough_mask, screen_geometry, tolerance, settings,
                          fingerprint_step_s, screen=settings.identity_screen_ratio / settings.sharpness_ratio)[0]:
         return []
     geometry = _window_geometry(replay, flat, j, t, rough, settings)
@@ -716,11 +823,16 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
         shift_s = _refine_offset(near[sel][good])
         dominant = int(np.bincount(geometry[sel][good]).argmax())
         return Run(q[sel][good], s[sel][good] + shift_s, score[sel][good], d_exact, d_shift, slope,
-                   transform, direction, GEOMETRIES.params[dominant])
+                   transform, direction, GEOMETRIES.params[dominant], int(pinned[sel][good].sum()))
 
     repeats = []
     strict = screened & fits & local_min & frame_sharp
-    extendable = fits & pinned & (exact <= settings.extend_ratio * far_masked)
+    # Frames at a run's ends may also fit best a little off the line (dropped or duplicated
+    # frames make a replay drift by a few tenths of a second over a pass): within
+    # extend_offset_s, fitting there clearly better than 1-2 s away.
+    nearest_best = np.where(np.isfinite(near), near, np.inf).min(axis=1)
+    drifted = (np.abs(best_delta) <= settings.extend_offset_s) & (nearest_best <= settings.extend_ratio * far_masked)
+    extendable = fits & ((pinned & (exact <= settings.extend_ratio * far_masked)) | drifted)
     for sel, good, d_exact, d_shift, length_s in _scored_runs(t, strict, exact, far_masked, settings,
                                                               fingerprint_step_s):
         log.debug("run %.1f-%.1f %s/%s slope %.3f exact %.3f shifted %.3f ratio %.2f pinned %.2f",
@@ -958,13 +1070,91 @@ def verify_all(times_s: np.ndarray, thumbs: np.ndarray, found: list[Alignment], 
         if hi > lo and explained[lo:hi].mean() >= settings.explained_skip_share:
             continue
         verified = verify(times_s, thumbs, alignment, settings, fingerprint_step_s)
+        if verified and alignment.alternative is not None:
+            # Votes sit on a 0.4 s key grid: over a short span a slope of 1.02 and of 1 explain
+            # them about equally, but a wrong slope drifts off the replay towards its ends.
+            # The reading whose runs match more frames (then more closely) wins.
+            slope, intercept = alignment.alternative
+            other = verify(times_s, thumbs, dataclasses.replace(alignment, slope=slope, intercept=intercept,
+                                                                alternative=None), settings, fingerprint_step_s)
+            # Speed 1 is the common case and keeps a loop's period exact: the fitted speed has to
+            # pin clearly more frames (a replay with dropped frames drifts a little either way).
+            fitted_is_other = abs(abs(alignment.slope) - 1.0) < 1e-9
+            bias = settings.unit_slope_preference
+            mine, theirs = _run_quality(verified), _run_quality(other)
+            if fitted_is_other:
+                better = (theirs[0] > bias * mine[0]) or (theirs[0] == mine[0] and theirs[1] > mine[1])
+            else:
+                better = (bias * theirs[0] >= mine[0]) and theirs != mine
+            if better:
+                verified = other
         for r in verified:
             explained[r.q[0]: r.q[-1] + 1] = True
         runs.extend(verified)
         failed = 0 if verified else failed + 1
         if k + 1 >= settings.always_verify and failed >= settings.max_failed_streak:
             break
+    # A pass may draw no hash votes at all under heavy disguise. Where a replay verified at
+    # offset D is at most about half as long as D, a pass fits between it and its source:
+    # the loop may be periodic with D/2, the pass between replaying at D/2. These few lines
+    # are verified whatever their votes.
+    for alignment in _follow_ups(runs, times_s, thumbs, settings):
+        lo, hi = np.searchsorted(times_s, [alignment.t_lo_s, alignment.t_hi_s + 1e-6])
+        if hi <= lo or explained[lo:hi].mean() >= settings.explained_skip_share:
+            continue
+        verified = verify(times_s, thumbs, alignment, settings, fingerprint_step_s)
+        for r in verified:
+            explained[r.q[0]: r.q[-1] + 1] = True
+        runs.extend(verified)
     return runs
+
+
+def _follow_ups(runs: list[Run], times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSettings) -> list[Alignment]:
+    """Lines at half the offset D of each verified forward replay no longer than about D/2,
+    over it and the pass before it, each with the flip under which its frames match best."""
+    proposals = []
+    for r in runs:
+        if r.direction != "forward" or len(r.q) < 3:
+            continue
+        t = times_s[r.q]
+        offset = float(np.median(t - r.s))
+        lo, hi = float(t[0]), float(t[-1])
+        if offset / 2 < settings.min_offset_s or hi - lo > 0.55 * offset:
+            continue
+        a, b = max(lo - offset / 2, float(times_s[0]) + offset / 2), hi
+        if b - a < settings.min_span_s:
+            continue
+        flip = _best_flip(times_s, thumbs, a, b, r.slope, offset / 2, settings)
+        if flip is not None:
+            # s = slope * t + intercept passes through (middle, middle - D/2).
+            middle = 0.5 * (a + b)
+            proposals.append(Alignment(flip, r.slope, middle - offset / 2 - r.slope * middle, a, b, 0))
+    return proposals
+
+
+def _best_flip(times_s, thumbs, t_lo_s, t_hi_s, slope, offset, settings, samples: int = 16) -> int | None:
+    """Forward variant (flip) under which frames along the line match their sources best, on a
+    sample of frames; None when too few frames have a source."""
+    t = np.linspace(t_lo_s, t_hi_s, samples)
+    q, ok = _nearest(times_s, t, 0.3)
+    middle = 0.5 * (t_lo_s + t_hi_s)
+    j, ok_j = _nearest(times_s, middle - offset + slope * (t - middle), 0.3)
+    ok &= ok_j
+    if ok.sum() < 4:
+        return None
+    source = _centre_vectors(thumbs[j[ok]].astype(np.float32))
+    costs = [float(np.median(_trimmed(_centre_vectors(mirrored(thumbs[q[ok]], flip).astype(np.float32)), source,
+                                      settings.trim_share)[0])) for flip in TRANSFORMS]
+    best = int(np.argmin(costs))
+    return best if costs[best] <= settings.follow_up_distance else None
+
+
+def _run_quality(runs: list[Run]) -> tuple[int, float]:
+    """(frames pinned to the line, -mean exact distance) of one alignment's verified runs: a
+    slightly wrong slope drifts off the replay and keeps its frames only through the
+    drift-tolerant end extension."""
+    frames = sum(r.pinned for r in runs)
+    return frames, -float(np.mean([r.d_exact for r in runs])) if runs else 0.0
 
 
 def _assign(runs: list[Run], times_s: np.ndarray, settings: SearchSettings, step_s: float) -> list[Repeat]:

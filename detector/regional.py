@@ -29,8 +29,23 @@ class RegionalSettings:
     max_period_s: float = 600.0
     min_correlation: float = 0.75    # a cell repeats when its change correlates this much a period later
     min_cells: int = 4               # smallest region reported (4 of 256 cells)
+    # A large region is judged more leniently: the mean correlation of many cells that agree on
+    # one period is itself strong evidence. A picture-in-picture window of 40-60 % of each side
+    # covers 26-58 of the 256 cells, a turntable or a gesturing arm up to 18 (measured).
+    large_region_cells: int = 21
+    large_region_correlation: float = 0.62
+    # Cap on the resampled series (memory bound at any stream length): beyond this many steps
+    # the step grows. 24,000 steps of 0.4 s cover 2.7 hours.
+    max_steps: int = 24_000
+    # Memory for the FFTs of one chunk of cells (bytes).
+    fft_budget_bytes: int = 48_000_000
     max_share_of_active: float = 0.6  # above this the whole frame loops: the main search reports it
     noise_level: float = 0.8         # per-cell change (luma levels) under which a cell is still
+    # Where the region repeats: its changes correlate this much with one period earlier over
+    # a sliding window of span_window_s; spans shorter than min_span_s are dropped.
+    span_correlation: float = 0.5
+    span_window_s: float = 4.0
+    min_span_s: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,9 @@ class RegionalRepeat:
     rest_correlation: float
     start_s: float
     end_s: float
+    # Airtime where the region replays what it showed one period earlier, one span per pass
+    # (each at most a period long).
+    spans: tuple[tuple[float, float], ...] = ()
 
 
 def _components(mask: np.ndarray) -> list[np.ndarray]:
@@ -56,8 +74,9 @@ def find_regional_repeat(times_s: np.ndarray, thumbs: np.ndarray,
     settings = settings or RegionalSettings()
     if len(times_s) < 4:
         return None
-    grid = np.arange(times_s[0], times_s[-1], settings.step_s)
-    min_lag = int(np.ceil(settings.min_period_s / settings.step_s))
+    step_s = max(settings.step_s, (times_s[-1] - times_s[0]) / settings.max_steps)
+    grid = np.arange(times_s[0], times_s[-1], step_s)
+    min_lag = int(np.ceil(settings.min_period_s / step_s))
     if len(grid) < 3 * min_lag:
         return None                  # not even two periods plus a margin to compare
     idx = np.clip(np.searchsorted(times_s, grid), 0, len(times_s) - 1)
@@ -68,24 +87,21 @@ def find_regional_repeat(times_s: np.ndarray, thumbs: np.ndarray,
     if active.sum() < settings.min_cells:
         return None
     m = len(change)
-    max_lag = min(m // 2, int(settings.max_period_s / settings.step_s))
+    max_lag = min(m // 2, int(settings.max_period_s / step_s))
     if max_lag <= min_lag:
         return None
-    corr = _autocorrelation(change[:, active], min_lag, max_lag)      # (lags, active cells)
+    raw = _autocorrelation(change[:, active], min_lag, max_lag, settings.fft_budget_bytes)  # (lags, active cells)
     # A period that is not a multiple of the step spreads over neighbouring lags.
-    corr = np.maximum(corr, np.maximum(np.roll(corr, 1, axis=0), np.roll(corr, -1, axis=0)))
-    best = None
+    corr = np.maximum(raw, np.maximum(np.roll(raw, 1, axis=0), np.roll(raw, -1, axis=0)))
     active_idx = np.flatnonzero(active)
-    for lag_offset in np.argsort(-(corr >= settings.min_correlation).sum(axis=1))[:20]:
-        repeating = np.zeros(THUMB_SIDE * THUMB_SIDE, bool)
-        repeating[active_idx[corr[lag_offset] >= settings.min_correlation]] = True
-        for cells in _components(repeating.reshape(THUMB_SIDE, THUMB_SIDE)):
-            if len(cells) < settings.min_cells:
-                continue
-            if len(cells) > settings.max_share_of_active * active.sum():
-                continue
-            if best is None or len(cells) > len(best[1]):
-                best = (lag_offset, cells)
+    best = _largest_region(corr, active_idx, settings.min_correlation, settings)
+    # A big window that repeats a little less exactly (cells straddling its edge, encoder
+    # blur) may pass the strict threshold only in a few cells, or not at all: the lenient
+    # threshold, for large regions only.
+    large = _largest_region(corr, active_idx, settings.large_region_correlation, settings)
+    if large is not None and len(large[1]) >= settings.large_region_cells and \
+            (best is None or len(large[1]) > len(best[1])):
+        best = large
     if best is None:
         return None
     lag_offset, cells = best
@@ -96,24 +112,98 @@ def find_regional_repeat(times_s: np.ndarray, thumbs: np.ndarray,
     rest_corr = float(rest.mean()) if len(rest) else 0.0
     if rest_corr > 0.5 * region_corr:
         return None                  # the rest repeats too: not confined to the region
+    # A multiple of the period repeats as well, and on a coarse grid (long streams) a whole
+    # number of steps may fit a multiple better than the period: take the shortest divisor
+    # of the lag at which the region correlates nearly as well.
+    for k in range(6, 1, -1):
+        divisor = int(round((min_lag + lag_offset) / k)) - min_lag
+        if divisor >= 0 and float(corr[divisor, in_region].mean()) >= 0.85 * region_corr:
+            lag_offset = divisor
+            break
+    # The lag itself: the neighbour of the (max-filtered) best lag where the region correlates most.
+    near = [k for k in (lag_offset - 1, lag_offset, lag_offset + 1) if 0 <= k < len(raw)]
+    lag_offset = max(near, key=lambda k: float(raw[k, in_region].mean()))
+    lag = min_lag + lag_offset
+    period_s = lag * step_s
+    spans = _repeating_spans(change[:, flat_cells], lag, grid, step_s, period_s, settings)
+    if not spans:
+        return None
     y0, x0 = cells.min(axis=0)
     y1, x1 = cells.max(axis=0) + 1
-    period_s = (min_lag + lag_offset) * settings.step_s
     return RegionalRepeat(
         box=(x0 / THUMB_SIDE, y0 / THUMB_SIDE, (x1 - x0) / THUMB_SIDE, (y1 - y0) / THUMB_SIDE),
         area_share=len(cells) / THUMB_SIDE ** 2,
         period_s=float(period_s),
         correlation=region_corr,
         rest_correlation=rest_corr,
-        start_s=float(times_s[0] + period_s),
-        end_s=float(times_s[-1]),
+        start_s=spans[0][0],
+        end_s=spans[-1][1],
+        spans=tuple(spans),
     )
 
 
-def _autocorrelation(x: np.ndarray, min_lag: int, max_lag: int, chunk: int = 32) -> np.ndarray:
-    """Normalised autocorrelation of each column for lags min_lag..max_lag-1."""
+def _repeating_spans(change: np.ndarray, lag: int, grid: np.ndarray, step_s: float, period_s: float,
+                     settings: RegionalSettings) -> list[tuple[float, float]]:
+    """Spans of airtime where the region's changes correlate with one period earlier over a
+    sliding window, cut into passes of at most a period."""
+    now, then = change[lag:], change[:-lag]
+    window = max(1, round(settings.span_window_s / step_s))
+
+    def moving_sum(x: np.ndarray) -> np.ndarray:
+        c = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
+        half = window // 2
+        lo = np.clip(np.arange(len(x)) - half, 0, len(x))
+        hi = np.clip(np.arange(len(x)) + window - half, 0, len(x))
+        return c[hi] - c[lo]
+
+    local = moving_sum((now * then).sum(axis=1)) / np.sqrt(
+        np.maximum(moving_sum((now * now).sum(axis=1)) * moving_sum((then * then).sum(axis=1)), 1e-9))
+    # change[i] is the change from grid[i] to grid[i + 1]: local[i] describes grid[lag + i + 1].
+    times = grid[lag + 1: lag + 1 + len(local)]
+    spans, start, last = [], None, None
+    for t, ok in zip(times, local >= settings.span_correlation):
+        if ok:
+            if start is None or t - last > 2 * settings.span_window_s:
+                if start is not None:
+                    spans.append((start, last + step_s))
+                start = t
+            last = t
+    if start is not None:
+        spans.append((start, last + step_s))
+    passes = []
+    for lo, hi in spans:
+        if hi - lo < settings.min_span_s:
+            continue
+        edges = np.arange(lo, hi, period_s)
+        passes += [(float(a), float(min(a + period_s, hi))) for a in edges if min(a + period_s, hi) - a >= 1.0]
+    return passes
+
+
+def _largest_region(corr: np.ndarray, active_idx: np.ndarray, threshold: float, settings: RegionalSettings):
+    """(lag offset, cells) of the largest connected block of cells whose changes correlate at
+    least `threshold` one lag apart, over the 20 lags where most cells do; None if none is
+    big enough (or so big that the whole frame loops)."""
+    best = None
+    for lag_offset in np.argsort(-(corr >= threshold).sum(axis=1))[:20]:
+        repeating = np.zeros(THUMB_SIDE * THUMB_SIDE, bool)
+        repeating[active_idx[corr[lag_offset] >= threshold]] = True
+        for cells in _components(repeating.reshape(THUMB_SIDE, THUMB_SIDE)):
+            if len(cells) < settings.min_cells:
+                continue
+            if len(cells) > settings.max_share_of_active * len(active_idx):
+                continue
+            if best is None or len(cells) > len(best[1]):
+                best = (lag_offset, cells)
+    return best
+
+
+def _autocorrelation(x: np.ndarray, min_lag: int, max_lag: int, budget_bytes: int = 48_000_000) -> np.ndarray:
+    """Normalised autocorrelation of each column for lags min_lag..max_lag-1, in chunks of
+    columns whose FFTs fit `budget_bytes`."""
     m = len(x)
     size = 1 << int(np.ceil(np.log2(2 * m)))
+    # Per column: the complex spectrum, its product and the real inverse (float64).
+    chunk = int(max(1, min(32, budget_bytes // (size * 40))))
     lags = np.arange(min_lag, max_lag)
     out = np.empty((len(lags), x.shape[1]), np.float32)
     energy = np.cumsum(np.concatenate([np.zeros((1, x.shape[1]), np.float32), x * x]), axis=0)

@@ -162,12 +162,20 @@ def test_recorded_window_looping_inside_a_live_frame_is_reported_as_regional(tmp
     write_clip(path, picture_in_picture(W, H, FPS, 40, 3, period_s=8.0, box=box), FPS)
     result = extract(path, ScanConfig(), [RepetitionExtractor()])
     assert _loops(result) == []                       # the frame as a whole does not loop
-    (regional,) = [e for e in result.evidence if e.kind == "regional_loop"]
-    x, y, w, h = regional.detail["box"]
-    assert abs(x - box[0]) <= 0.07 and abs(y - box[1]) <= 0.07
-    assert abs(w - box[2]) <= 0.1 and abs(h - box[3]) <= 0.1
-    assert regional.detail["period_s"] == pytest.approx(8.0, rel=0.06)
+    passes = [e for e in result.evidence if e.kind == "regional_loop"]
+    # One record per pass of the window after the first: 8-16 s, 16-24 s, ... (40 s clip).
+    assert 3 <= len(passes) <= 5
+    for regional in passes:
+        x, y, w, h = regional.detail["box"]
+        assert abs(x - box[0]) <= 0.07 and abs(y - box[1]) <= 0.07
+        assert abs(w - box[2]) <= 0.1 and abs(h - box[3]) <= 0.1
+        assert regional.detail["period_s"] == pytest.approx(8.0, rel=0.06)
+        assert regional.start_s - regional.source_start_s == pytest.approx(regional.detail["period_s"])
+        assert regional.end_s - regional.start_s <= regional.detail["period_s"] + 1e-6
+    assert passes[0].start_s == pytest.approx(8.0, abs=1.0)
+    assert passes[-1].end_s == pytest.approx(40.0, abs=1.0)
     assert result.features["repetition__regional_share"] > 0.05
+    assert result.features["repetition__regional_replay_share"] == pytest.approx(0.8, abs=0.05)
 
 
 def test_small_live_window_over_a_recorded_loop_is_still_a_loop(tmp_path):
@@ -281,3 +289,48 @@ def test_trimmed_distance_ignores_an_overlay():
     a, b = _centre_vectors(replay), _centre_vectors(source)
     assert _trimmed(a, b, 0.25, iterations=1)[0][0] > 0.1
     assert _trimmed(a, b, 0.25)[0][0] < 0.01
+
+
+def test_probes_flip_the_least_certain_bit():
+    """Each probe is the bucket key with exactly the bit nearest its hyperplane flipped."""
+    from detector.loopsearch import SearchSettings, _hash_planes, _pack, _with_probes
+
+    settings = SearchSettings()
+    planes = _hash_planes(settings).reshape(-1, 72)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((50, 72)).astype(np.float32)
+    projections = x @ planes.T
+    keys = _with_probes(projections, settings)
+    assert keys.shape == (50, 2, settings.hash_tables)
+    assert np.array_equal(keys[:, 0], _pack(projections, settings))
+    flipped = keys[:, 0] ^ keys[:, 1]
+    weakest = np.abs(projections).reshape(50, settings.hash_tables, settings.hash_bits).argmin(axis=2)
+    assert np.array_equal(flipped, 1 << weakest)
+
+
+def test_regional_search_memory_is_bounded_on_long_streams():
+    """Beyond max_steps the resampling step grows: a 4-hour stream with a window that loops
+    every 40 s is still found, on a series of at most max_steps steps."""
+    from detector.regional import RegionalSettings, find_regional_repeat
+
+    rng = np.random.default_rng(3)
+    times = np.arange(0, 4 * 3600, 0.5)
+
+    def smooth(n: int, cells: int, scale_s: float) -> np.ndarray:
+        """Smoothly changing footage: noise low-passed over about scale_s seconds."""
+        from scipy.ndimage import gaussian_filter1d
+
+        x = gaussian_filter1d(rng.normal(0, 1, (n, cells)), scale_s / 0.5, axis=0, mode="wrap")
+        return 128 + 40 * x / x.std()
+
+    thumbs = smooth(len(times), 256, 2.0).reshape(-1, 16, 16)            # live: never repeats
+    recorded = smooth(80, 36, 2.0).reshape(-1, 6, 6)                      # a 40 s recorded clip
+    thumbs[:, 2:8, 8:14] = recorded[np.arange(len(times)) % 80]
+    thumbs = thumbs.clip(0, 255).astype(np.uint8)
+    settings = RegionalSettings(max_steps=6000)
+    found = find_regional_repeat(times, thumbs, settings)
+    assert found is not None
+    assert found.period_s == pytest.approx(40.0, rel=0.05)
+    x, y, w, h = found.box
+    assert (x, y) == pytest.approx((0.5, 0.125), abs=0.07) and (w, h) == pytest.approx((0.375, 0.375), abs=0.07)
+    assert found.spans[0][0] < 120 and found.spans[-1][1] > 4 * 3600 - 120

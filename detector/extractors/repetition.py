@@ -53,6 +53,7 @@ class RepetitionExtractor(FeatureExtractor):
         "regional_share": ColumnDoc("area share of a region that loops on its own while the rest does not (picture in picture; also a turntable); 0 if none", "share", "0-1", "looped"),
         "regional_period_s": ColumnDoc("period of that regional loop (missing if none)", "s", "> 0", "looped"),
         "regional_correlation": ColumnDoc("how exactly the region repeats: correlation of its changes one period apart (missing if none)", "score", "0-1", "looped"),
+        "regional_replay_share": ColumnDoc("share of the clip's airtime in which that region replays what it showed one period earlier (picture in picture: a recorded window looping over live footage); 0 if none", "share", "0-1", "looped"),
         "first_repeat_s": ColumnDoc("time the first replay starts (late-start loops); missing without repeats", "s", ">= 0", "context"),
         "fingerprints": ColumnDoc("fingerprints searched", "count", ">= 0", "context"),
     }
@@ -83,14 +84,16 @@ class RepetitionExtractor(FeatureExtractor):
         evidence = [_loop_evidence(r, clips) for r in repeats]
         evidence += [_clip_evidence(k, airings) for k, airings in enumerate(clips)]
         regional = find_regional_repeat(times_s, thumbs, RegionalSettings(min_period_s=self.settings.min_offset_s))
-        features.update(_regional_features(regional))
+        features.update(_regional_features(regional, duration_s))
         if regional is not None:
-            evidence.append(Evidence(
-                kind="regional_loop", start_s=regional.start_s, end_s=regional.end_s,
-                score=float(np.clip(regional.correlation, 0, 1)),
-                source_start_s=regional.start_s - regional.period_s, source_end_s=regional.end_s - regional.period_s,
-                detail={"box": [round(v, 3) for v in regional.box], "period_s": round(regional.period_s, 2),
-                        "rest_correlation": round(regional.rest_correlation, 3)}))
+            # One record per pass of the region, each pointing at the pass before it.
+            evidence += [Evidence(
+                kind="regional_loop", start_s=lo, end_s=hi, score=float(np.clip(regional.correlation, 0, 1)),
+                source_start_s=lo - regional.period_s, source_end_s=hi - regional.period_s,
+                detail={"box": [round(v, 3) for v in regional.box], "area_share": round(regional.area_share, 3),
+                        "period_s": round(regional.period_s, 2),
+                        "rest_correlation": round(regional.rest_correlation, 3)})
+                for lo, hi in regional.spans]
         return features, evidence
 
 
@@ -226,11 +229,14 @@ def _features(repeats, clips, duration_s, period_s, regularity, n_fingerprints) 
     }
 
 
-def _regional_features(regional) -> dict[str, float]:
+def _regional_features(regional, duration_s: float) -> dict[str, float]:
     if regional is None:
-        return {"regional_share": 0.0, "regional_period_s": math.nan, "regional_correlation": math.nan}
+        return {"regional_share": 0.0, "regional_period_s": math.nan, "regional_correlation": math.nan,
+                "regional_replay_share": 0.0}
+    replayed = union_length(list(regional.spans))
     return {"regional_share": regional.area_share, "regional_period_s": regional.period_s,
-            "regional_correlation": regional.correlation}
+            "regional_correlation": regional.correlation,
+            "regional_replay_share": min(1.0, replayed / duration_s) if duration_s > 0 else math.nan}
 
 
 def union_length(intervals: list[tuple[float, float]]) -> float:
