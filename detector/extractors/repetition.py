@@ -36,7 +36,7 @@ class RepetitionSettings(SearchSettings):
 class RepetitionExtractor(FeatureExtractor):
     name = "repetition"
     # 2: period_regularity counts k x P chains of the same clip (its meaning changed).
-    VERSION = 2
+    VERSION = 3
     Settings = RepetitionSettings
     COLUMN_DOCS = {
         "replay_share": ColumnDoc("share of the clip's airtime that replays earlier footage", "share", "0-1", "looped"),
