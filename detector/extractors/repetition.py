@@ -36,6 +36,7 @@ class RepetitionSettings(SearchSettings):
 class RepetitionExtractor(FeatureExtractor):
     name = "repetition"
     # 2: period_regularity counts k x P chains of the same clip (its meaning changed).
+    # 3: crop, picture-in-picture and boundary recall changed values; regional_replay_share added.
     VERSION = 3
     Settings = RepetitionSettings
     COLUMN_DOCS = {
