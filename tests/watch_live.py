@@ -99,18 +99,10 @@ class LiveHlsWriter(threading.Thread):
                 if self.stall_at_s is not None and paused_s == 0.0 and t >= self.stall_at_s:
                     paused_s = self.stall_for_s
                     time.sleep(self.stall_for_s)
-                delay = start + paused_s + t - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-                frame.pts, frame.time_base = i, Fraction(1, self.fps)
-                for packet in stream.encode(frame):
-                    out.mux(packet)
+                _encode_at(out, stream, image, i, self.fps, start + paused_s + t)
                 if not self.started.is_set() and self.playlist.exists():
                     self.started.set()
-            for packet in stream.encode():
-                out.mux(packet)
-            out.close()
+            _finish(out, stream)
         except BaseException as exc:       # surfaced by the test
             self.error = exc
         finally:
@@ -148,17 +140,28 @@ class GrowingFileWriter(threading.Thread):
             stream.options = {"g": str(self.fps), "preset": "ultrafast", "bf": "0", "tune": "zerolatency"}
             start = time.monotonic()
             for i, image in enumerate(self.frames):
-                delay = start + i / self.fps - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-                frame.pts, frame.time_base = i, Fraction(1, self.fps)
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
-            out.close()
+                _encode_at(out, stream, image, i, self.fps, start + i / self.fps)
+            _finish(out, stream)
         except BaseException as exc:
             self.error = exc
         finally:
             self.done.set()
+
+
+def _encode_at(out, stream, image: np.ndarray, index: int, fps: int, due_monotonic: float) -> None:
+    """Encode frame `index` once the wall clock reaches its time (a camera's pace)."""
+    import av
+
+    delay = due_monotonic - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+    frame.pts, frame.time_base = index, Fraction(1, fps)
+    for packet in stream.encode(frame):
+        out.mux(packet)
+
+
+def _finish(out, stream) -> None:
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()

@@ -77,7 +77,7 @@ class RepetitionExtractor(FeatureExtractor):
     def finalize(self) -> tuple[dict[str, float], list[Evidence]]:
         times_s, thumbs = self._store.times_s, self._store.thumbs
         step_s = float(np.median(np.diff(times_s))) if len(times_s) > 1 else self._step_s
-        repeats = _split_periodic(find_repeats(times_s, thumbs, self.settings, step_s))
+        repeats = split_passes(find_repeats(times_s, thumbs, self.settings, step_s))
         duration_s = self._last_t_s + step_s
         clips = clip_library(repeats)
         period_s, regularity = _period(repeats, clips, self.settings.period_tolerance)
@@ -98,8 +98,9 @@ class RepetitionExtractor(FeatureExtractor):
         return features, evidence
 
 
-def _split_periodic(repeats: list[Repeat]) -> list[Repeat]:
-    """A forward replay longer than its offset is several passes: one record per pass."""
+def split_passes(repeats: list[Repeat]) -> list[Repeat]:
+    """A forward replay longer than its offset to the source is several passes of a loop: one
+    record per pass (the scan lists each pass; `detector watch` alerts on each)."""
     out = []
     for r in repeats:
         offset = r.start_s - r.source_start_s

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.config import ScanConfig, WatchConfig
-from detector.extractors.repetition import RepetitionSettings
+from detector.extractors.repetition import RepetitionSettings, split_passes
 from detector.fingerprint import THUMB_SIDE, thumbnail
 from detector.loopsearch import Repeat, find_repeats
 
@@ -75,26 +75,6 @@ class LoopFinding:
     evidence_t_s: float            # newest fingerprint the search saw
     search_s: float                # wall time the search took
     fingerprints: int
-
-
-def split_passes(repeats: list[Repeat]) -> list[Repeat]:
-    """A forward replay longer than its offset to the source is several passes of a loop:
-    one span per pass (each pass is alerted on its own)."""
-    out = []
-    for r in repeats:
-        offset = r.start_s - r.source_start_s
-        if r.slope < 0 or offset <= 0 or r.end_s - r.start_s <= offset * 1.05:
-            out.append(r)
-            continue
-        start = r.start_s
-        while start < r.end_s - 1e-6:
-            end = min(start + offset, r.end_s)
-            if end - start >= 1.0:
-                src = r.source_start_s + (start - r.start_s) * r.slope
-                out.append(Repeat(start, end, src, src + (end - start) * r.slope, r.similarity, r.transform,
-                                  r.slope, r.distance, r.shifted_distance, r.detail))
-            start = end
-    return out
 
 
 class LoopWatcher:
