@@ -177,8 +177,21 @@ def _child_breakdown(kind: str, path: str) -> dict:
     from detector.pipeline import extract
     from detector.source import VideoSource
 
+    import detector.source as source_module
+
     config = ScanConfig(triage=(kind == "triage"))
     convert = {"cpu_s": 0.0, "wall_s": 0.0, "n": 0}
+    thumbs = {"cpu_s": 0.0, "n": 0}
+    thumb_of = source_module.decoded_thumb
+
+    def timed_thumb(luma):      # the per-decoded-frame thumbnail (Frame.decoded)
+        c0 = time.thread_time()
+        thumb = thumb_of(luma)
+        thumbs["cpu_s"] += time.thread_time() - c0
+        thumbs["n"] += 1
+        return thumb
+
+    source_module.decoded_thumb = timed_thumb
 
     class TimedSource(VideoSource):
         def _convert(self, *args, **kwargs):   # private hook: a diagnostic may lean on it
@@ -197,12 +210,13 @@ def _child_breakdown(kind: str, path: str) -> dict:
     finally:
         source.close()
     wall, cpu, main = time.perf_counter() - t0, time.process_time() - c0, time.thread_time() - m0
-    named = convert["cpu_s"] + sum(w.update_cpu_s + w.finalize_cpu_s for w in wrapped)
+    named = convert["cpu_s"] + thumbs["cpu_s"] + sum(w.update_cpu_s + w.finalize_cpu_s for w in wrapped)
     return {
         "kind": kind, "path": path, "wall_s": wall, "process_cpu_s": cpu, "main_thread_cpu_s": main,
         "other_threads_cpu_s": cpu - main,
         "frames_decoded": extraction.stats.frames_decoded, "frames_sampled": extraction.stats.frames_sampled,
         "convert": convert,
+        "decoded_thumbs": thumbs,
         "extractors": {w.name: {"update_cpu_s": w.update_cpu_s, "update_wall_s": w.update_wall_s,
                                 "finalize_cpu_s": w.finalize_cpu_s, "finalize_wall_s": w.finalize_wall_s,
                                 "update_audio_cpu_s": w.audio_cpu_s,
@@ -229,6 +243,8 @@ def print_breakdown(result: dict) -> None:
     for name, cpu in rows:
         per = f"{1e3 * cpu / n_s:.3f}" if not name.endswith(".finalize") else "(once)"
         print(f"  {name:<28} {cpu:>18.2f} {per:>20}")
+    thumbs = result["decoded_thumbs"]
+    print(f"  {'decoded thumbnails':<28} {thumbs['cpu_s']:>18.2f} {1e6 * thumbs['cpu_s'] / max(thumbs['n'], 1):>14.1f} us/decoded")
     rest = result["main_thread_rest_cpu_s"]
     print(f"  {'rest (decode calls, loop)':<28} {rest:>18.2f} {1e6 * rest / n_d:>14.1f} us/decoded")
 
