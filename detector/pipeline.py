@@ -114,7 +114,8 @@ def _extract(video: VideoSource, config: ScanConfig, extractors: Sequence[Featur
     for extractor in extractors:
         extractor.reset(meta)
     listeners = [e for e in extractors if e.USES_AUDIO]
-    for item in _decoded_ahead(video, config.decode_ahead_frames, audio=bool(listeners)):
+    thumbs = any(e.USES_DECODED_FRAMES for e in extractors)
+    for item in _decoded_ahead(video, config.decode_ahead_frames, audio=bool(listeners), decoded_thumbs=thumbs):
         if type(item) is AudioChunk:
             for extractor in listeners:
                 extractor.update_audio(item)
@@ -163,7 +164,7 @@ def _opencv_single_threaded():
                 cv2.setNumThreads(_opencv_threads_before)
 
 
-def _decoded_ahead(video: VideoSource, depth: int, audio: bool = False):
+def _decoded_ahead(video: VideoSource, depth: int, audio: bool = False, decoded_thumbs: bool = False):
     """`video.frames()` (`video.media()` with `audio`), decoded on a background thread up to
     `depth` items ahead.
 
@@ -172,7 +173,9 @@ def _decoded_ahead(video: VideoSource, depth: int, audio: bool = False):
     GIL in their heavy parts). The queue is short: each queued frame pins a decoded picture.
     Errors in the decoder are re-raised here; if the consumer stops early, the thread stops.
     """
-    items = video.media if audio else video.frames
+    def items():
+        return video.media(decoded_thumbs) if audio else video.frames(decoded_thumbs)
+
     if depth <= 0:
         yield from items()
         return

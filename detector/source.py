@@ -348,20 +348,24 @@ class VideoSource:
                 continue
             yield from frames
 
-    def frames(self) -> Iterator[Frame]:
-        """Sampled frames with true timestamps, rotated and resized to the analysis size."""
-        yield from self._sampled(audio=False)
+    def frames(self, decoded_thumbs: bool = False) -> Iterator[Frame]:
+        """Sampled frames with true timestamps, rotated and resized to the analysis size.
 
-    def media(self) -> Iterator[Frame | AudioChunk]:
+        With `decoded_thumbs`, each frame also carries (`Frame.decoded`) a tiny luma
+        thumbnail of every frame decoded since the previous sample, itself included.
+        """
+        yield from self._sampled(audio=False, decoded_thumbs=decoded_thumbs)
+
+    def media(self, decoded_thumbs: bool = False) -> Iterator[Frame | AudioChunk]:
         """`frames()` with the audio track decoded in the same pass, as mono AudioChunks.
 
         Each chunk holds the audio decoded since the previous item (contiguous runs are
         joined), so chunks arrive roughly every sampled frame, not necessarily in time order
         with the frames. Inputs without audio yield frames only.
         """
-        yield from self._sampled(audio=True)
+        yield from self._sampled(audio=True, decoded_thumbs=decoded_thumbs)
 
-    def _sampled(self, audio: bool) -> Iterator[Frame | AudioChunk]:
+    def _sampled(self, audio: bool, decoded_thumbs: bool) -> Iterator[Frame | AudioChunk]:
         if self._container is None:
             self.open()
         if self._iterated:
@@ -376,7 +380,8 @@ class VideoSource:
         stats = self.stats
         first, self._first_frame = self._first_frame, None
         thumbs: list[DecodedThumb] = []
-        keep_thumbs = not self.config.triage     # keyframes alone say nothing about cadence
+        # Keyframes alone say nothing about the steps between frames.
+        keep_thumbs = decoded_thumbs and not self.config.triage
         for av_frame in itertools.chain([first], self._decoded):
             t_abs = self._frame_time(av_frame, previous_t_s)
             if stats.first_time_s is None:

@@ -121,9 +121,30 @@ def test_source_gives_every_decoded_frame_once(clips):
     from detector.source import VideoSource
 
     with VideoSource(clips["native30"], ScanConfig()) as video:
-        frames = [(frame.t_s, [thumb.t_s for thumb in frame.decoded]) for frame in video.frames()]
+        frames = [(frame.t_s, [thumb.t_s for thumb in frame.decoded]) for frame in video.frames(decoded_thumbs=True)]
         decoded = video.stats.frames_decoded
     times = [t for _, thumbs in frames for t in thumbs]
     assert decoded == 240 and 237 <= len(times) <= 240
     assert times == [k / 30 for k in range(len(times))] or np.allclose(times, np.arange(len(times)) / 30)
     assert all(thumbs[-1] == t_s for t_s, thumbs in frames)
+
+
+def test_thumbnails_are_made_only_when_an_extractor_reads_them(clips):
+    """The per-decoded-frame work is skipped for extractors that never look at it."""
+    from detector.extractors.basic import BasicStatsExtractor
+    from detector.source import VideoSource
+
+    with VideoSource(clips["native30"], ScanConfig()) as video:
+        assert all(frame.decoded == () for frame in video.frames())
+    seen = []
+
+    class Spy(BasicStatsExtractor):
+        def update(self, frame):
+            seen.append(len(frame.decoded))
+            super().update(frame)
+
+    extract(clips["native30"], ScanConfig(), [Spy()])
+    assert seen and set(seen) == {0}
+    extract(clips["native30"], ScanConfig(), [Spy(), CadenceExtractor()])
+    assert sum(seen) >= 237
+

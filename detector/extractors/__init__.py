@@ -32,4 +32,9 @@ def build_extractors(names: tuple[str, ...] | list[str] = (), config=None) -> li
     return [REGISTRY[n](config) for n in chosen]
 
 
-__all__ = ["REGISTRY", "FeatureExtractor", "build_extractors"]
+def uses_decoded_frames(names: tuple[str, ...] | list[str] = ()) -> bool:
+    """Whether any of `names` (all registered extractors when empty) reads `Frame.decoded`."""
+    return any(REGISTRY[n].USES_DECODED_FRAMES for n in (names or REGISTRY))
+
+
+__all__ = ["REGISTRY", "FeatureExtractor", "build_extractors", "uses_decoded_frames"]

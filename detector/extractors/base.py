@@ -45,6 +45,9 @@ class FeatureExtractor(ABC):
     # True for extractors that listen to the soundtrack: the scanner then decodes the audio
     # track in the same pass and calls `update_audio` with each chunk.
     USES_AUDIO: ClassVar[bool] = False
+    # True for extractors that read `Frame.decoded` (thumbnails of every decoded frame, not
+    # only the sampled ones): the source makes them only when some extractor asks.
+    USES_DECODED_FRAMES: ClassVar[bool] = False
 
     def __init__(self, config: ScanConfig | None = None) -> None:
         self.config = config or ScanConfig()

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detector.config import ScanConfig, WatchConfig
+from detector.extractors import uses_decoded_frames
 from detector.source import SourceError, VideoSource, is_stream_location
 from detector.types import Frame, VideoMeta
 
@@ -127,7 +128,7 @@ class _Reader(threading.Thread):
                 meta = source.meta
                 self._put(("opened", meta))
                 stats = source.stats
-                for frame in source.frames():
+                for frame in source.frames(decoded_thumbs=uses_decoded_frames(self.config.extractors)):
                     self.last_activity = time.monotonic()
                     counters = DecodeCounters(
                         stats.frames_decoded, stats.interval_sum_s, stats.interval_sq_sum_s,
@@ -152,9 +153,8 @@ def retimed(frame: Frame, t_s: float, colour_from: Frame | None = None) -> Frame
     shift = t_s - frame.t_s
     source = colour_from or frame
     changes: dict = {"t_s": t_s, "_bgr_factory": lambda: source.bgr}
-    decoded = getattr(frame, "decoded", None)
-    if decoded:
-        changes["decoded"] = tuple(dataclasses.replace(d, t_s=d.t_s + shift) for d in decoded)
+    if frame.decoded:
+        changes["decoded"] = tuple(dataclasses.replace(d, t_s=d.t_s + shift) for d in frame.decoded)
     return dataclasses.replace(frame, **changes)
 
 
