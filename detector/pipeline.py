@@ -122,14 +122,22 @@ def _extract(video: VideoSource, config: ScanConfig, extractors: Sequence[Featur
         else:
             for extractor in extractors:
                 extractor.update(item)
-    features = _stream_features(video.stats, meta)
+    features, evidence = finalize_extractors(extractors, video.stats, meta)
+    return Extraction(meta=meta, features=features, evidence=evidence, stats=video.stats)
+
+
+def finalize_extractors(extractors: Sequence[FeatureExtractor], stats: DecodeStats,
+                        meta: VideoMeta) -> tuple[dict[str, float], list[Evidence]]:
+    """Every column (stream counters, then each extractor's) and all evidence in time order,
+    once the frames are in: for a whole scan, or one window of `detector watch`."""
+    features = _stream_features(stats, meta)
     evidence: list[Evidence] = []
     for extractor in extractors:
         values, found = extractor.finalize()
         features.update({f"{extractor.name}__{k}": float(values.get(k, math.nan)) for k in extractor.FEATURES})
         evidence.extend(found)
     evidence.sort(key=lambda e: (e.start_s, e.kind))
-    return Extraction(meta=meta, features=features, evidence=evidence, stats=video.stats)
+    return features, evidence
 
 
 _END = object()
@@ -221,6 +229,7 @@ def _decoded_ahead(video: VideoSource, depth: int, audio: bool = False, decoded_
 
 
 def _stream_features(stats: DecodeStats, meta: VideoMeta) -> dict[str, float]:
+    """The `stream__*` columns from what decoding counted."""
     duration_s = stats.duration_s
     n = stats.frames_decoded
     declared = meta.declared_duration_s

@@ -76,7 +76,8 @@ def _json_number(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 6)
 
 
-def _loop_entry(e: Evidence) -> dict[str, Any]:
+def loop_entry(e: Evidence) -> dict[str, Any]:
+    """A `loop` evidence item as the record's `loops` list shows it (scan and watch)."""
     return {
         "start_s": round(e.start_s, 3),
         "end_s": round(e.end_s, 3),
@@ -133,7 +134,7 @@ def build_record(path: str, extraction: Extraction, config: ScanConfig, model: L
     features = extraction.features
     evidence = extraction.evidence
     record = ScanRecord(path=path, duration_s=round(extraction.duration_s, 3), features=features)
-    record.loops = [_loop_entry(e) for e in evidence if e.kind == "loop"]
+    record.loops = [loop_entry(e) for e in evidence if e.kind == "loop"]
     period = features.get("repetition__period_s")
     record.loop_period_s = round(period, 3) if period is not None and math.isfinite(period) else None
     evidence = _mark_loop_seams(evidence)

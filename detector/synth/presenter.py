@@ -21,6 +21,7 @@ mouth lands in the frame (for tests and truth).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 from collections.abc import Iterator, Sequence
@@ -263,7 +264,6 @@ class Presenter:
         self.lid = self._eyelids()
         self.noise: tuple[np.ndarray, np.ndarray] | None = None
         self.seed = seed
-        self._product: Product | None = None
 
     def to_frame(self, x: float, y: float) -> tuple[float, float]:
         """Frame coordinates of a source point (head at rest)."""
@@ -367,16 +367,17 @@ class Presenter:
         """The product raised to `s.product[i]` over `frame` (in place; returned)."""
         if s.product is None or s.product[i] <= 0.01:
             return frame
-        if self._product is None:
-            self._product = Product(self.width, self.height, self.seed, self.base)
-        self._product.draw(frame, float(s.product[i]))
+        self.product.draw(frame, float(s.product[i]))
         return frame
 
     def product_box(self, lift: float) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of the product in the frame at `lift` (may reach past the frame)."""
-        if self._product is None:
-            self._product = Product(self.width, self.height, self.seed, self.base)
-        return self._product.box(lift)
+        return self.product.box(lift)
+
+    @functools.cached_property
+    def product(self) -> Product:
+        """The product this presenter shows (its look drawn from the seed), made on first use."""
+        return Product(self.width, self.height, self.seed, self.base)
 
     def _posed(self, s: States, i: int) -> np.ndarray:
         fx, fy = FACE_CENTRE

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from detector.config import ScanConfig, WatchConfig
 from detector.model import LoadedModel
-from detector.scan import _loop_entry, decide_verdict
+from detector.scan import loop_entry, decide_verdict
 from detector.types import Evidence
 from detector.watch.ingest import (
     Ended,
@@ -209,7 +209,7 @@ class WatchSession:
         finding = self.loops.final_search(self.last_t_s or 0.0) if final else self.loops.poll()
         if finding is None or not finding.repeats:
             return
-        spans = [_loop_entry(_as_evidence(r)) for r in finding.repeats]
+        spans = [loop_entry(_as_evidence(r)) for r in finding.repeats]
         self.loop_spans.extend(spans)
         self.loop_count += len(spans)
         periods = [s["start_s"] - s["source_start_s"] for s in spans if s["source_start_s"] is not None]

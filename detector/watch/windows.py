@@ -13,12 +13,11 @@ over the window), so the shipped model scores it as it would a clip of that leng
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from detector.config import ScanConfig, WatchConfig
 from detector.extractors import FeatureExtractor, build_extractors
-from detector.pipeline import _stream_features
+from detector.pipeline import finalize_extractors
 from detector.source import DecodeStats
 from detector.types import Evidence, Frame, VideoMeta
 from detector.watch.ingest import DecodeCounters, retimed
@@ -82,13 +81,8 @@ class _Window:
         s = self.stats
         s.last_t_s = self.last_t_s - self.start_s
         s.max_interval_s = self._max_interval_s
-        features = _stream_features(s, self.meta)
-        evidence: list[Evidence] = []
-        for extractor in self.extractors:
-            values, found = extractor.finalize()
-            features.update({f"{extractor.name}__{k}": float(values.get(k, math.nan)) for k in extractor.FEATURES})
-            evidence.extend(_shifted(e, self.start_s) for e in found)
-        evidence.sort(key=lambda e: (e.start_s, e.kind))
+        features, found = finalize_extractors(self.extractors, s, self.meta)
+        evidence = [_shifted(e, self.start_s) for e in found]      # still in time order
         return WindowResult(self.start_s, self.last_t_s, features, evidence, self.frames)
 
 
