@@ -46,8 +46,8 @@ def render_job(out: Path, job: Job) -> dict:
     duration_s = rendered.duration_s or spec.duration_s
     n = max(1, round(duration_s * spec.fps))
     overlays = Overlays.draw(np.random.default_rng(job.overlay_draw))
-    frames = with_noise(rendered.frames, spec.width, spec.height, n, job.noise_sigma,
-                        np.random.default_rng([spec.seed, 4]))
+    frames = rendered.frames if rendered.noise_baked else with_noise(
+        rendered.frames, spec.width, spec.height, n, job.noise_sigma, np.random.default_rng([spec.seed, 4]))
     frames = overlays.over(frames, spec.fps)
     target = out / job.path
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +59,8 @@ def render_job(out: Path, job: Job) -> dict:
         audio, audio_info = soundtrack(spec.label, rendered.truth, n / spec.fps, spec.seed)
         audio_rate = RATE
     write_clip(partial, frames, spec.fps, bitrate_kbps=job.encoding.bitrate_kbps, gop_s=job.encoding.gop_s,
-               bframes=job.encoding.bframes, preset=job.encoding.preset, audio=audio, audio_rate=audio_rate)
+               bframes=job.encoding.bframes, preset=job.encoding.preset, audio=audio, audio_rate=audio_rate,
+               threads=1)
     os.replace(partial, target)
     params = {**rendered.truth, "seed": spec.seed, "width": spec.width, "height": spec.height, "fps": spec.fps,
               "bitrate_kbps": job.encoding.bitrate_kbps, "gop_s": job.encoding.gop_s,

@@ -46,6 +46,9 @@ class Rendered:
     group: str
     truth: dict = field(default_factory=dict)
     duration_s: float | None = None     # when the recipe had to make the clip shorter
+    # The recipe filmed its own sensor noise (a recording's noise repeats with its frames),
+    # so the build adds none over it.
+    noise_baked: bool = False
 
 
 Recipe = Callable[[Spec, np.random.Generator], Rendered]
@@ -139,8 +142,9 @@ def _keyed(presenter, states, background) -> Iterator[np.ndarray]:
 # -- looped -----------------------------------------------------------------------------------
 
 def _loop_source(rng) -> str:
-    kinds = ("room", "presenter", "gesture", "bikes", "carphone")
-    return str(rng.choice(kinds, p=(0.35, 0.3, 0.1, 0.17, 0.08)))
+    # Not the 4 s carphone footage: a loop of it would be shorter than any looper's clip.
+    kinds = ("room", "presenter", "gesture", "bikes")
+    return str(rng.choice(kinds, p=(0.38, 0.33, 0.11, 0.18)))
 
 
 def _draw_disguise(kind: str, rng, pass_index: int) -> tuple[Disguise, float, bool]:
@@ -231,9 +235,15 @@ def _record(kind, spec, duration_s, seed, rng) -> FrameStore:
     return FrameStore(_take(kind, spec, duration_s, seed, rng), n, spec.width * spec.height * 3)
 
 
+#: Shortest loop period drawn. Operators loop recordings of minutes; a corpus clip lasts
+#: 18-40 s, so its loops are as long as the clip allows (at least two replays) and never
+#: shorter than this.
+MIN_PERIOD_S = 6.0
+
+
 def _period(spec: Spec, rng, kind: str, min_passes: float = 2.3) -> float:
     hi = min(spec.duration_s / min_passes, sources.max_duration_s(kind) - 0.2)
-    lo = min(hi, max(3.0, spec.duration_s / 8))
+    lo = min(hi, max(MIN_PERIOD_S, spec.duration_s / 6))
     return float(rng.uniform(lo, hi))
 
 
@@ -282,8 +292,9 @@ for _family in ("plain", "reencode", "mirror", "speed", "crop", "rotate", "colou
 def loop_late_start(spec: Spec, rng: np.random.Generator) -> Rendered:
     """Real footage first, then its last stretch replayed: the loop starts mid-clip."""
     kind = str(rng.choice(["room", "presenter", "gesture"]))
-    lead = float(rng.uniform(0.25, 0.45)) * spec.duration_s
-    period = float(rng.uniform(max(3.0, spec.duration_s / 8), (spec.duration_s - lead) / 2.1))
+    lead = float(rng.uniform(0.2, 0.35)) * spec.duration_s
+    longest = (spec.duration_s - lead) / 2.1
+    period = float(rng.uniform(min(longest, MIN_PERIOD_S), longest))
     store = _record(kind, spec, lead + period, spec.seed, rng)
     n_lead = _n(spec, lead)
     air = _Airing(spec, rng)
@@ -305,7 +316,8 @@ def loop_playlist(spec: Spec, rng: np.random.Generator) -> Rendered:
     kind = str(rng.choice(["room", "presenter", "gesture", "bikes"], p=(0.4, 0.35, 0.1, 0.15)))
     length = min(spec.duration_s / float(rng.uniform(2.1, 2.6)), sources.max_duration_s(kind) - 0.2)
     store = _record(kind, spec, length, spec.seed, rng)
-    n_clips = int(rng.integers(3, 6))
+    # 3 clips, or more when each still lasts >= 4 s.
+    n_clips = int(rng.integers(3, max(3, int(length // 4)) + 1))
     bounds = np.linspace(0, len(store), n_clips + 1).round().astype(int)
     air = _Airing(spec, rng)
     order = list(range(n_clips))
@@ -527,26 +539,28 @@ def pre_takes(spec: Spec, rng: np.random.Generator) -> Rendered:
 
 @recipe("prerecorded", "frame_rate_converted")
 def pre_fps_converted(spec: Spec, rng: np.random.Generator) -> Rendered:
-    """Footage shot at another rate played back at the stream's rate: repeated or blended
-    frames in a fixed cadence (e.g. 24 -> 30 pull-down)."""
+    """Footage shot at a lower rate played back at the stream's rate, as a player or OBS does:
+    each source frame shown once or twice in a fixed cadence (e.g. 24 -> 30 pull-down).
+
+    The source is a recording, so its sensor noise was filmed at the source rate and repeats
+    with its frame (`Rendered.noise_baked`). Not generated, because nothing physical tells
+    them from a camera at the stream's rate: footage converted *down* (60 -> 30 keeps every
+    other frame) and blended conversions (each frame a mix of two: smooth motion blur).
+    """
+    from detector.corpus.layers import with_noise
+
     kind = str(rng.choice(["presenter", "room", "gesture"], p=(0.5, 0.35, 0.15)))
-    choices = [r for r in (12.0, 15.0, 20.0, 24.0, 50.0, 60.0) if abs(r - spec.fps) > 1]
+    choices = [r for r in (12.0, 15.0, 20.0, 24.0) if r < spec.fps - 1]
     src_fps = float(rng.choice(choices))
-    method = str(rng.choice(["repeat", "blend"]))
     src_spec = dataclasses.replace(spec, fps=src_fps)
     n_src = _n(src_spec, spec.duration_s + 0.5)
-    src = _Cursor(_take(kind, src_spec, spec.duration_s + 0.5, spec.seed, rng))
+    filmed = with_noise(_take(kind, src_spec, spec.duration_s + 0.5, spec.seed, rng), spec.width, spec.height,
+                        n_src, float(rng.uniform(0.6, 1.8)), np.random.default_rng([spec.seed, 6]))
+    src = _Cursor(filmed)
     n_out = _n(spec)
-
-    def frames():
-        for k in range(n_out):
-            pos = k * src_fps / spec.fps
-            i = min(int(pos), n_src - 1)
-            if method == "blend" and i + 1 < n_src and pos - i > 1e-6:
-                yield crossfade(src.get(i), src.get(i + 1), pos - i)
-            else:
-                yield src.get(min(int(round(pos)) if method == "repeat" else i, n_src - 1))
-    return Rendered(frames(), _group(kind, spec.seed), {"source": kind, "source_fps": src_fps, "method": method})
+    frames = (src.get(min(int(k * src_fps / spec.fps), n_src - 1)) for k in range(n_out))
+    return Rendered(frames, _group(kind, spec.seed), {"source": kind, "source_fps": src_fps, "method": "repeat"},
+                    noise_baked=True)
 
 
 @recipe("prerecorded", "reencoded")

@@ -64,6 +64,7 @@ def write_clip(
     audio: Optional[np.ndarray] = None,
     audio_rate: int = 16000,
     container_format: Optional[str] = None,
+    threads: Optional[int] = None,
 ) -> pathlib.Path:
     """Encode BGR uint8 ``frames`` into a video file at ``path`` and return it.
 
@@ -76,6 +77,9 @@ def write_clip(
     ``codec`` may also be "mpeg4", "libvpx" (webm) or "flv"; the container
     comes from the suffix of ``path`` unless ``container_format`` is given.
     ``faststart`` moves the mp4/mov index (moov) before the media data.
+    ``threads=1`` encodes on one thread: x264 then writes the same bytes for the
+    same frames every time (frame threads and the rate cap are not deterministic
+    together), which a reproducible corpus needs.
     ``rotation_deg`` (0/90/180/270, counter-clockwise as PyAV's
     ``VideoFrame.rotation`` reads it back) is stored as a display matrix.
     ``pts_s`` gives per-frame presentation times in seconds (variable frame
@@ -98,7 +102,8 @@ def write_clip(
     with _output(path, fmt, _container_options(fmt, faststart)) as container:
         video = _add_video_stream(container, codec, rate, size, fmt,
                                   bitrate_kbps=bitrate_kbps, crf=crf, gop_s=gop_s,
-                                  bframes=bframes, preset=preset, vfr=pts_s is not None)
+                                  bframes=bframes, preset=preset, vfr=pts_s is not None,
+                                  threads=threads)
         if rotation_deg:
             video.set_display_rotation(rotation_deg)
         feeder = None if audio is None else _AudioFeeder(container, fmt, audio, audio_rate)
@@ -259,7 +264,7 @@ def _container_options(fmt: str, faststart: bool) -> dict:
 
 
 def _add_video_stream(container, codec, rate, size, fmt, *, bitrate_kbps, crf,
-                      gop_s, bframes, preset, vfr):
+                      gop_s, bframes, preset, vfr, threads=None):
     """Add and configure the video stream for ``codec`` (see ``write_clip``)."""
     height, width = size
     gop = max(1, round(gop_s * float(rate)))
@@ -280,6 +285,10 @@ def _add_video_stream(container, codec, rate, size, fmt, *, bitrate_kbps, crf,
     # from run to run (threads, VBV, heights not a multiple of 16), so tests
     # must not depend on exact bytes or sizes.
     ctx.thread_type = "FRAME"
+    if threads is not None:
+        ctx.thread_count = threads
+        if codec in _X264_CODECS:
+            options["threads"] = str(threads)
     if vfr:
         den = min(VFR_TIME_BASE.denominator, _MAX_TB_DEN.get(codec, VFR_TIME_BASE.denominator))
         ctx.time_base = Fraction(1, den)
