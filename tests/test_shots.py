@@ -18,6 +18,7 @@ from detector.config import ScanConfig
 from detector.extractors.shots import ShotsExtractor
 from detector.pipeline import Extraction, extract
 from detector.scan import build_record
+from detector.synth.disguise import draw_overlays
 from detector.synth.scenes import cut_scene, moving_scene, static_scene
 from detector.types import VideoMeta
 
@@ -26,9 +27,9 @@ W, H, FPS = 320, 180, 30
 TOLERANCE_S = 0.2
 EDIT_TYPES = {"hard", "jump", "dissolve", "fade"}
 DETAIL_KEYS = {
-    "hard": {"previous_s", "changed_share", "change", "persistent_change", "still_share", "view_change", "zoom"},
-    "jump": {"previous_s", "changed_share", "change", "persistent_change", "still_share", "view_change", "zoom"},
-    "dissolve": {"duration_s", "blend_residual", "change"},
+    "hard": {"previous_s", "changed_share", "change", "persistent_change", "still_share", "view_change", "zoom", "motion", "moving_share"},
+    "jump": {"previous_s", "changed_share", "change", "persistent_change", "still_share", "view_change", "zoom", "motion", "moving_share"},
+    "dissolve": {"duration_s", "blend_residual", "change", "alpha_spread"},
     "fade": {"duration_s", "blank_s", "blank_level", "change"},
 }
 
@@ -85,12 +86,23 @@ def _draw_person(frame: np.ndarray, x: float, y: float, scale: float = 1.0) -> N
 
 
 def jump_scene() -> Frames:
-    """A fixed camera on a still room; the presenter sways, then jumps 90 px at JUMP_S."""
+    """A fixed camera on a still room; the presenter sways as they talk, then jumps 90 px
+    at JUMP_S (the stretch in which they walked was cut out)."""
     for i, room in enumerate(static_scene(W, H, FPS, 12.0, seed=31)):
         t = i / FPS
-        x = 100 + 6 * math.sin(1.3 * t) + 3 * t + (90 if t >= JUMP_S else 0)
-        _draw_person(room, x, 110 + 3 * math.sin(2.1 * t))
+        x = 100 + 10 * math.sin(2.5 * t) + 3 * t + (90 if t >= JUMP_S else 0)
+        _draw_person(room, x, 110 + 4 * math.sin(3.1 * t))
         yield room
+
+
+def sticker_scene() -> Frames:
+    """A presenter swaying in a still room while price stickers and a like counter pop up,
+    move and change every 3 s over the still parts of the picture, as live-room apps draw
+    them: graphics changing at once, not a cut."""
+    for i, room in enumerate(static_scene(W, H, FPS, 12.0, seed=32)):
+        t = i / FPS
+        _draw_person(room, 160 + 10 * math.sin(2.5 * t), 110 + 4 * math.sin(3.1 * t))
+        yield draw_overlays(room, t, "stickers", seed=int(t // 3))
 
 
 def zoom_seam_scene() -> Frames:
@@ -207,6 +219,7 @@ SCENES: dict[str, Callable[[], Frames]] = {
     "fast_pan": pan_scene,
     "whip_pan": whip_pan_scene,
     "comment_overlay": overlay_scene,
+    "stickers": sticker_scene,
     "light_change": light_change_scene,
     "handheld": handheld_scene,
 }
@@ -299,7 +312,8 @@ def test_the_zoom_of_a_zoom_jump_is_measured(scanned):
 # -- the common false cuts are not cuts --------------------------------------------------
 
 @pytest.mark.parametrize("name", [
-    "moving", "still_room", "flash", "fast_pan", "whip_pan", "comment_overlay", "light_change", "handheld",
+    "moving", "still_room", "flash", "fast_pan", "whip_pan", "comment_overlay", "stickers", "light_change",
+    "handheld",
 ])
 def test_no_cut_in_a_single_continuous_take(scanned, name):
     result = scanned(name)

@@ -25,7 +25,9 @@ How it works, on a 64 px thumbnail of each sampled frame (10 Hz by default):
   the view stays (a third of the blocks do not change at all, as when a presenter
   teleports in front of a fixed background, or the new picture is the old one shifted and
   zoomed by up to 12 %, as at a loop seam with a zoom jump), and the camera is steady
-  (during a fast pan, local residue is not evidence); otherwise it is a *hard* cut. The cut
+  (during a fast pan, local residue is not evidence); otherwise it is a *hard* cut. A jump
+  must move what was moving: graphics that pop up over still parts of the picture (stickers,
+  comment boxes, gift banners: live-room apps draw them all the time) are not jump cuts. The cut
   time is the first sampled frame of the new shot (detail `previous_s` is the last of the
   old one: the true cut lies between them).
 - **Dissolves** ("twin comparison"): a run of steps whose median block change is raised
@@ -33,7 +35,8 @@ How it works, on a 64 px thumbnail of each sampled frame (10 Hz by default):
   still show, with no single step doing most of it. It is verified on the raw thumbnails:
   every frame of the run must fit a blend (1-a)*first + a*last with a small residual in
   most blocks (motion inside either shot or an overlay band spoils a few blocks; a pan, a
-  zoom or someone walking through spoils all of them). The span is the run: from the first
+  zoom or someone walking through spoils all of them), and a loose fit only when the blocks
+  agree on the mix (a product raised to the lens covers them one after another). The span is the run: from the first
   mixed frame to the first frame of the new shot.
 - **Fades**: a stretch of blank (flat black or colour) frames with different content on
   either side. The span runs from the first frame whose contrast falls to the first frame
@@ -110,6 +113,12 @@ class ShotsSettings:
     # A jump is only accepted while the camera is steady: not when the picture shifts by
     # more than this share of its long side in the step or the steps beside it.
     jump_max_shift: float = 0.05
+    # ... and where what was moving jumps: the spiking blocks' median step change over the
+    # context is >= jump_min_motion (z units; a still block after encoding stays below), or
+    # they are >= jump_min_moving_share of the blocks that move that much. A sticker popping
+    # up over a wall moves neither.
+    jump_min_motion: float = 0.02
+    jump_min_moving_share: float = 0.3
     # A thumbnail with less contrast than this (luma levels) is blank: black or a flat colour.
     blank_std: float = 4.0
     # Dissolves ("twin comparison"): a run of steps whose median block change exceeds
@@ -123,6 +132,11 @@ class ShotsSettings:
     gradual_step_margin: float = 0.03
     gradual_min_change: float = 0.35
     blend_residual_max: float = 0.45
+    # ... and, when the residual exceeds blend_strict_residual, whose blocks agree on the mix:
+    # the median distance of the per-block mix from the frame's mix at most blend_max_spread
+    # (an object covering the picture block by block mixes each block 0 or 1).
+    blend_strict_residual: float = 0.3
+    blend_max_spread: float = 0.06
     # Longest fade ramp or dissolve considered; slower changes are not edits.
     max_transition_s: float = 4.0
     # Two edits closer than this are one transition.
@@ -151,6 +165,7 @@ class _Cut:
 
 class ShotsExtractor(FeatureExtractor):
     name = "shots"
+    VERSION = 2                 # 2: overlays popping up and objects covering the lens are not edits
     Settings = ShotsSettings
     COLUMN_DOCS = {
         "cuts_per_min": ColumnDoc("edits of any type (hard, jump, dissolve, fade) per minute", "1/min", ">= 0", "prerecorded"),
@@ -368,8 +383,22 @@ class ShotsExtractor(FeatureExtractor):
                       after.t_s, persist, s.persist_frac * level)
             return
         still = float(np.mean(change <= s.spike_margin))
+        # What was moving: blocks whose own median step over the context is clearly above
+        # an encoded still block's.
+        moving = baseline >= s.jump_min_motion
+        motion = float(np.median(baseline[spiking]))
+        moving_share = float((spiking & moving).sum() / moving.sum()) if moving.any() else 0.0
         view_change, zoom = self._view_change(before.z, after.z)
         jump = still >= s.still_share or view_change <= s.same_view_change
+        if jump and motion < s.jump_min_motion and moving_share < s.jump_min_moving_share:
+            # A jump cut removes time, so what jumps is what was moving: the jumping blocks
+            # were moving, or they hold most of what was (a presenter who jumps away leaves
+            # still wall behind). Graphics popping up over still parts of the picture (a
+            # sticker, a comment box) change blocks that were still, beside a presenter who
+            # moves on unchanged: not a cut.
+            log.debug("local jump at %.2f s in still blocks (%.3f; %.2f of the moving blocks): "
+                      "an overlay, not a cut", after.t_s, motion, moving_share)
+            return
         if jump and max(self._shift(j) for j in (i - 1, i, i + 1)) > s.jump_max_shift:
             # A jump cut is a jump in a fixed view. While the camera sweeps, blur, parallax
             # and starved compression leave local residue after compensation: no evidence.
@@ -384,7 +413,7 @@ class ShotsExtractor(FeatureExtractor):
             detail={"previous_s": round(before.t_s, 3),
                     "changed_share": round(area, 3), "change": round(level, 3),
                     "persistent_change": round(persist, 3), "still_share": round(still, 3),
-                    "view_change": round(view_change, 3), "zoom": zoom},
+                    "view_change": round(view_change, 3), "zoom": zoom, "motion": round(motion, 3), "moving_share": round(moving_share, 3)},
             samples=1))
 
     def _persistence(self, i: int, mask: np.ndarray) -> float:
@@ -456,9 +485,13 @@ class ShotsExtractor(FeatureExtractor):
             log.debug("change %.2f-%.2f s comes back (%.3f of %.3f): motion, not a dissolve",
                       thumbs[0].t_s, thumbs[-1].t_s, end_change, total)
             return
-        alphas, residual = self._blend_fit(thumbs)
+        alphas, residual, spread = self._blend_fit(thumbs)
         steps = np.diff(alphas)
-        blend = (residual <= s.blend_residual_max and bool(np.any((alphas > 0.15) & (alphas < 0.85)))
+        # A dissolve mixes every part of the picture at the same rate. An object moving in
+        # front of the camera (a product raised to the lens) covers blocks one after another:
+        # a loose fit must at least have every block agree on the mix.
+        mixed_evenly = residual <= s.blend_strict_residual or spread <= s.blend_max_spread
+        blend = (residual <= s.blend_residual_max and mixed_evenly and bool(np.any((alphas > 0.15) & (alphas < 0.85)))
                  and steps.max() <= 0.6 and steps.min() >= -0.2)
         log.debug("gradual change %.2f-%.2f s: residual %.3f, mix %s", thumbs[0].t_s, thumbs[-1].t_s,
                   residual, np.round(alphas, 2))
@@ -469,7 +502,7 @@ class ShotsExtractor(FeatureExtractor):
             kind="dissolve", start_s=thumbs[1].t_s, end_s=thumbs[-1].t_s,
             score=_clip01(fit * min(1.0, end_change / 0.6) * 1.25),
             detail={"duration_s": round(thumbs[-1].t_s - thumbs[1].t_s, 3),
-                    "blend_residual": round(residual, 3), "change": round(end_change, 3)},
+                    "blend_residual": round(residual, 3), "change": round(end_change, 3), "alpha_spread": round(spread, 3)},
             samples=last - first + 1))
 
     def _blend_fit(self, thumbs: list[_Thumb]) -> tuple[np.ndarray, float]:
@@ -486,17 +519,20 @@ class ShotsExtractor(FeatureExtractor):
         direction = stack[-1] - first
         norm_sq = float(np.vdot(direction, direction))
         if norm_sq <= 1e-6:
-            return np.zeros(len(thumbs)), math.inf
+            return np.zeros(len(thumbs)), math.inf, math.inf
         offsets = stack - first
         alphas = offsets.reshape(len(thumbs), -1) @ direction.ravel() / norm_sq
         change = cv2.resize(direction * direction, self._grid, interpolation=cv2.INTER_AREA).ravel()
         moving = change >= 0.5 * _median(change)
-        worst = 0.0
+        worst = spread = 0.0
         for offset, alpha in zip(offsets[1:-1], alphas[1:-1]):
             residual = offset - np.float32(alpha) * direction
             energy = cv2.resize(residual * residual, self._grid, interpolation=cv2.INTER_AREA).ravel()
             worst = max(worst, _median(np.sqrt(energy[moving] / np.maximum(change[moving], 1e-6))))
-        return alphas, worst
+            block_alpha = (cv2.resize(offset * direction, self._grid, interpolation=cv2.INTER_AREA).ravel()[moving]
+                           / np.maximum(change[moving], 1e-6))
+            spread = max(spread, float(np.median(np.abs(block_alpha - alpha))))
+        return alphas, worst, spread
 
     # -- fades ----------------------------------------------------------------------------
 
