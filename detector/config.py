@@ -138,7 +138,7 @@ class WatchConfig:
     Timeouts for opening and reading come from ScanConfig (`open_timeout_s`, `read_timeout_s`).
     """
 
-    # The rolling window the model scores: the default model learned from 15-30 s clips, so
+    # The rolling window the model scores: the default model learned from 18-40 s clips, so
     # a 30 s window shows it what it was trained on. A new window starts every `hop_s`, so
     # a verdict (and the cuts, still and empty stretches found in a window) is at most
     # window_s + hop_s old; each open window costs one set of extractors (~3 ms a frame).
