@@ -156,6 +156,27 @@ def test_hard_negative_has_no_loop(case, tmp_path):
         assert still.features["basic__static_share"] > 0.9
 
 
+# Live scenes that change periodically in one place (issue 3: a product turntable, a repeated
+# gesture, a slideshow). Each of these configurations was reported as a `regional_loop` by the
+# engine before the picture / beat / window tests (the bench's hard negatives).
+PERIODIC_LIVE_CASES = [
+    ("turntable_in_a_corner", lambda: hard_negatives.turntable_scene(320, 180, 25, 50, 100), 25),
+    ("presenter_repeating_a_gesture", lambda: hard_negatives.gesture_scene(180, 320, 25, 59.2, 106), 25),
+    ("slideshow_slides_on_a_beat", lambda: hard_negatives.slideshow_scene(180, 320, 25, 53.1, 108), 25),
+]
+
+
+@pytest.mark.parametrize("make,fps", [c[1:] for c in PERIODIC_LIVE_CASES], ids=[c[0] for c in PERIODIC_LIVE_CASES])
+def test_periodic_live_scene_is_not_a_regional_loop(make, fps, tmp_path):
+    path = tmp_path / "periodic.mp4"
+    write_clip(path, make(), fps)
+    result = extract(path, ScanConfig(), [RepetitionExtractor()])
+    assert _loops(result) == []
+    assert [e for e in result.evidence if e.kind == "regional_loop"] == []
+    assert result.features["repetition__regional_share"] == 0.0
+    assert result.features["repetition__regional_replay_share"] == 0.0
+
+
 def test_recorded_window_looping_inside_a_live_frame_is_reported_as_regional(tmp_path):
     path = tmp_path / "pip.mp4"
     box = (0.6, 0.1, 0.32, 0.32)

@@ -37,7 +37,9 @@ class RepetitionExtractor(FeatureExtractor):
     name = "repetition"
     # 2: period_regularity counts k x P chains of the same clip (its meaning changed).
     # 3: crop, picture-in-picture and boundary recall changed values; regional_replay_share added.
-    VERSION = 3
+    # 4: regional_loop only for a window whose picture returns, on no faster beat, filling a
+    #    rectangle of >= 4x4 cells (turntables, gestures, slideshows no longer count).
+    VERSION = 4
     Settings = RepetitionSettings
     COLUMN_DOCS = {
         "replay_share": ColumnDoc("share of the clip's airtime that replays earlier footage", "share", "0-1", "looped"),
@@ -51,7 +53,7 @@ class RepetitionExtractor(FeatureExtractor):
         "mirrored_share": ColumnDoc("share of replayed airtime seen through a mirror flip", "share", "0-1", "looped"),
         "reversed_share": ColumnDoc("share of replayed airtime played backwards (boomerang)", "share", "0-1", "looped"),
         "speed_deviation": ColumnDoc("mean |speed - 1| of replays (speed disguise); missing without repeats", "ratio", "0-0.1", "looped"),
-        "regional_share": ColumnDoc("area share of a region that loops on its own while the rest does not (picture in picture; also a turntable); 0 if none", "share", "0-1", "looped"),
+        "regional_share": ColumnDoc("area share of a window that loops on its own while the rest does not (picture in picture: a rectangle whose picture returns one period later); 0 if none", "share", "0-1", "looped"),
         "regional_period_s": ColumnDoc("period of that regional loop (missing if none)", "s", "> 0", "looped"),
         "regional_correlation": ColumnDoc("how exactly the region repeats: correlation of its changes one period apart (missing if none)", "score", "0-1", "looped"),
         "regional_replay_share": ColumnDoc("share of the clip's airtime in which that region replays what it showed one period earlier (picture in picture: a recorded window looping over live footage); 0 if none", "share", "0-1", "looped"),
