@@ -37,6 +37,7 @@ import numpy as np
 from detector.fingerprint import (
     CENTRE,
     DESCRIPTOR_SIDE,
+    THUMB_SIDE,
     MOTION_LAG_S,
     appearance,
     mirrored,
@@ -132,6 +133,11 @@ class SearchSettings:
     # much closer than 1-2 s away.
     extend_ratio: float = 0.8
     extend_offset_s: float = 0.6
+    # A cut in the source (a jump between consecutive fingerprints at least cut_ratio times
+    # the largest step within +-0.6 s, and at least cut_min_distance): footage across it is
+    # another shot, or at a seam between passes another airing under another disguise.
+    cut_ratio: float = 3.0
+    cut_min_distance: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -789,6 +795,20 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
     screened = np.zeros(len(q), bool)
     if enough:
         screened[candidates] = True
+    # Comparisons 1-2 s off the line must stay within the source's shot. At the seam between
+    # two passes the source 1-2 s on is another airing under another disguise (or a brightness
+    # shift shared with the replay frame): resembling it more says nothing against the line,
+    # and counting it cut runs 1.5-2 s short of every seam (measured on the bench's colour,
+    # overlay and rotation rows).
+    shot_lo = max(0, int(j.min()) - 16)
+    shot_hi = min(len(times_s), int(j.max()) + 17)
+    shots = _shots(flat, shot_lo, shot_hi, settings)
+
+    def same_shot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a = np.clip(a - shot_lo, 0, len(shots) - 1)
+        b = np.clip(b - shot_lo, 0, len(shots) - 1)
+        return shots[a] == shots[b]
+
     # The offset scan covers every frame that fits, not only the sharp ones: runs found on
     # sharp frames are then extended over the frames that fit less sharply at their ends.
     candidates = np.flatnonzero(exact <= settings.match_distance)
@@ -799,7 +819,7 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
     c = candidates
     for k, delta in enumerate(_DELTAS_S):
         j_d, ok_d = _nearest(times_s, s[c] + delta, tolerance)
-        ok_d &= _apart(t[c], times_s[j_d])
+        ok_d &= _apart(t[c], times_s[j_d]) & same_shot(j[c], j_d)
         src = _warped(flat[j_d], geometry[c])
         d, _ = _trimmed(replay[c], src, settings.trim_share)
         near[c, k] = np.where(ok_d, d, np.inf)
@@ -881,6 +901,22 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
             continue
         repeats.append(run(sel, good, d_exact, d_shift))
     return repeats
+
+
+def _shots(flat: "_Rows", lo: int, hi: int, settings: SearchSettings) -> np.ndarray:
+    """Shot number of each fingerprint lo..hi-1: it grows by one after every cut, a jump between
+    consecutive fingerprints that stands out from the steps around it (a hard cut, or the
+    seam between two passes of a loop; fast motion changes every step and is no cut)."""
+    if hi - lo < 2:
+        return np.zeros(max(hi - lo, 0), int)
+    vectors = _centre_vectors(flat[lo:hi].reshape(-1, THUMB_SIDE, THUMB_SIDE))
+    step = _trimmed(vectors[1:], vectors[:-1], settings.trim_share)[0]
+    around = np.zeros_like(step)
+    for k in (1, 2, 3):
+        around[k:] = np.maximum(around[k:], step[:-k])
+        around[:-k] = np.maximum(around[:-k], step[k:])
+    cut = (step >= settings.cut_ratio * around) & (step >= settings.cut_min_distance)
+    return np.concatenate([[0], np.cumsum(cut)])
 
 
 def _extend(t: np.ndarray, lo: int, hi: int, extendable: np.ndarray, max_gap_s: float) -> tuple[int, int]:
@@ -986,17 +1022,26 @@ def _apart(t: np.ndarray, other_s: np.ndarray, min_gap_s: float = 1.0) -> np.nda
 
 
 def _refine_offset(near: np.ndarray) -> float:
-    """Sub-step offset correction from a parabola through the mean distances at -0.2, 0, +0.2 s."""
+    """Offset correction from the mean distances at -0.4..+0.4 s: the best of those offsets,
+    refined by a parabola through it and its neighbours. A line fitted a step or more off the
+    replay (votes sit on a 0.4 s grid) has its minimum at an edge of -0.2, 0, +0.2 s, where a
+    parabola through those three is not convex and gave no correction at all."""
     centre = int(np.flatnonzero(_DELTAS_S == 0)[0])
-    rows = np.isfinite(near[:, centre - 1: centre + 2]).all(axis=1)
+    band = slice(centre - 2, centre + 3)
+    rows = np.isfinite(near[:, band]).all(axis=1)
     if rows.sum() < 3:
         return 0.0
-    left, mid, right = near[rows, centre - 1: centre + 2].mean(axis=0)
+    profile = near[rows, band].mean(axis=0)
+    deltas = _DELTAS_S[band]
+    k = int(np.argmin(profile))
+    if k == 0 or k == len(profile) - 1:
+        return float(deltas[k])
+    left, mid, right = profile[k - 1: k + 2]
     curvature = left - 2 * mid + right
     if curvature <= 1e-6:
-        return 0.0
-    step = float(_DELTAS_S[centre + 1])
-    return float(np.clip(0.5 * (left - right) / curvature, -1, 1) * step)
+        return float(deltas[k])
+    step = float(deltas[k + 1] - deltas[k])
+    return float(deltas[k] + np.clip(0.5 * (left - right) / curvature, -1, 1) * step)
 
 
 def _runs(t: np.ndarray, matched: np.ndarray, max_gap_s: float) -> list[tuple[int, int]]:
@@ -1110,7 +1155,7 @@ def verify_all(times_s: np.ndarray, thumbs: np.ndarray, found: list[Alignment], 
 
 
 def _follow_ups(runs: list[Run], times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSettings) -> list[Alignment]:
-    """Lines at half the offset D of each verified forward replay no longer than about D/2,
+    """Lines at half the offset D of each verified forward replay,
     over it and the pass before it, each with the flip under which its frames match best."""
     proposals = []
     for r in runs:
@@ -1119,7 +1164,9 @@ def _follow_ups(runs: list[Run], times_s: np.ndarray, thumbs: np.ndarray, settin
         t = times_s[r.q]
         offset = float(np.median(t - r.s))
         lo, hi = float(t[0]), float(t[-1])
-        if offset / 2 < settings.min_offset_s or hi - lo > 0.55 * offset:
+        # A run may carry on across seams (pass 3 against pass 1 after pass 2 against pass 0),
+        # so its length says nothing; verify_all skips the line where airtime is explained.
+        if offset / 2 < settings.min_offset_s:
             continue
         a, b = max(lo - offset / 2, float(times_s[0]) + offset / 2), hi
         if b - a < settings.min_span_s:
@@ -1172,7 +1219,8 @@ def _assign(runs: list[Run], times_s: np.ndarray, settings: SearchSettings, step
     offsets = np.array([float(np.median(times_s[r.q] - r.s)) for r in runs])
     order = np.lexsort((np.abs(offsets), -lengths))        # preferred runs first
     usable = [np.ones(len(r.q), bool) for r in runs]
-    for _ in range(4):
+    gap = max(1, int(round(settings.max_gap_s / step_s)))
+    for _ in range(10):
         best_d = np.full(n, np.inf)
         for run, use in zip(runs, usable):
             np.minimum.at(best_d, run.q[use], run.d[use])
@@ -1187,7 +1235,13 @@ def _assign(runs: list[Run], times_s: np.ndarray, settings: SearchSettings, step
             for lo, hi in _runs(times_s[run.q], mine, settings.max_gap_s):
                 members = np.arange(lo, hi + 1)[mine[lo: hi + 1]]
                 span = times_s[run.q[members[-1]]] - times_s[run.q[members[0]]] + step_s
-                if span >= settings.min_span_s:
+                first, last = run.q[members[0]], run.q[members[-1]]
+                around = owner[np.r_[max(0, first - gap): first, last + 1: min(n, last + 1 + gap)]]
+                # A piece too short to stand alone still tells where a replayed stretch begins
+                # or ends when another run's span carries on right next to it (each pass of a
+                # loop cropped differently: the line that fits the later passes takes over
+                # partway through the first one).
+                if span >= settings.min_span_s or ((around >= 0) & (around != k)).any():
                     segments.append((k, members))
                 else:
                     # Too short to stand alone: give these frames back to the runner-up.
