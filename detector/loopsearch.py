@@ -1193,7 +1193,21 @@ def _best_flip(times_s, thumbs, t_lo_s, t_hi_s, slope, offset, settings, samples
     costs = [float(np.median(_trimmed(_centre_vectors(mirrored(thumbs[q[ok]], flip).astype(np.float32)), source,
                                       settings.trim_share)[0])) for flip in TRANSFORMS]
     best = int(np.argmin(costs))
-    return best if costs[best] <= settings.follow_up_distance else None
+    if costs[best] > settings.follow_up_distance:
+        return None
+    # A pass at half the offset fits its own moment better than 1-2 s off it; in live footage
+    # between a replay and its source the line fits nowhere in particular (a 10-hour live
+    # room proposed 48 such lines, each a full verification).
+    replay = _centre_vectors(mirrored(thumbs[q[ok]], TRANSFORMS[best]).astype(np.float32))
+    for delta in (-1.5, 1.5):
+        j_d, ok_d = _nearest(times_s, times_s[j[ok]] + delta, 0.3)
+        if ok_d.sum() < 4:
+            continue
+        shifted = float(np.median(_trimmed(replay[ok_d], _centre_vectors(thumbs[j_d[ok_d]].astype(np.float32)),
+                                           settings.trim_share)[0]))
+        if costs[best] > settings.consistent_ratio * shifted:
+            return None
+    return best
 
 
 def _run_quality(runs: list[Run]) -> tuple[int, float]:

@@ -110,9 +110,12 @@ def split_passes(repeats: list[Repeat]) -> list[Repeat]:
         if r.slope < 0 or offset <= 0 or length <= offset * 1.05:
             out.append(r)
             continue
+        # One pass ends where the source reaches the span's own start: after offset / speed
+        # of airtime (a replay with dropped frames plays a little faster than its source).
+        pass_s = offset / r.slope
         start = r.start_s
         while start < r.end_s - 1e-6:
-            end = min(start + offset, r.end_s)
+            end = min(start + pass_s, r.end_s)
             if end - start >= 1.0:
                 src = r.source_start_s + (start - r.start_s) * r.slope
                 out.append(Repeat(start, end, src, src + (end - start) * r.slope, r.similarity, r.transform,
@@ -193,7 +196,10 @@ def _period(repeats: list[Repeat], clips, tolerance: float) -> tuple[float, floa
     total = sum(r.end_s - r.start_s for r in repeats)
     clip_of = [_clip_index(clips, r.start_s, r.end_s) for r in forward]
     best = (0.0, math.nan, None)
-    for candidate in np.unique(np.round(offsets, 1)):
+    # Candidates: each offset, and their airtime-weighted mean (passes with dropped or
+    # duplicated frames drift a little either way around the period).
+    candidates = np.unique(np.concatenate([np.round(offsets, 1), [np.average(offsets, weights=weights)]]))
+    for candidate in candidates:
         multiple = np.maximum(np.round(offsets / candidate), 1)
         consistent = np.abs(offsets - multiple * candidate) <= tolerance * offsets
         for k, r in enumerate(forward):
