@@ -899,7 +899,12 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
                 d_shift < settings.min_change or d_exact > settings.consistent_ratio * d_shift or \
                 _camera_moving_share(flat, q[sel][good], times_s) >= 0.5:
             continue
-        repeats.append(run(sel, good, d_exact, d_shift))
+        # Its ends grow like a sharp run's: a replay drifting a few tenths of a second
+        # (dropped frames) leaves the pinned frames before the pass ends (all combined seed 3
+        # stopped 8 s before the end of its pass).
+        lo, hi = _extend(t, sel.start, sel.stop - 1, extendable & ~taken, settings.max_gap_s)
+        grown = slice(lo, hi + 1)
+        repeats.append(run(grown, (weak | (extendable & ~taken))[grown], d_exact, d_shift))
     return repeats
 
 
