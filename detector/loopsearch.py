@@ -924,21 +924,39 @@ def _shots(flat: "_Rows", lo: int, hi: int, settings: SearchSettings) -> np.ndar
     return np.concatenate([[0], np.cumsum(cut)])
 
 
-def _extend(t: np.ndarray, lo: int, hi: int, extendable: np.ndarray, max_gap_s: float) -> tuple[int, int]:
-    """Index range lo..hi grown over `extendable` frames, bridging gaps up to max_gap_s."""
-    last = lo
-    for i in range(lo - 1, -1, -1):
-        if t[last] - t[i] > max_gap_s:
-            break
-        if extendable[i]:
-            last = i
-    lo, last = last, hi
-    for i in range(hi + 1, len(t)):
-        if t[i] - t[last] > max_gap_s:
-            break
-        if extendable[i]:
-            last = i
-    return lo, last
+def _extend(t: np.ndarray, lo: int, hi: int, extendable: np.ndarray, max_gap_s: float,
+            max_jump_s: float = 2.5, min_stretch_s: float = 3.0) -> tuple[int, int]:
+    """Index range lo..hi grown over `extendable` frames, bridging gaps up to max_gap_s.
+
+    One longer gap per end (up to max_jump_s) is bridged when at least min_stretch_s of
+    extendable frames follows it: a replay does not pause and resume at the very same offset,
+    but a still stretch under a colour disguise can fit 1-2 s off as well as at the line for
+    a couple of seconds (colour seed 5: 2.2 s inside its first replay). Chance resemblance in
+    live footage gives stretches of a second or two, not three."""
+    def walk(start: int, direction: int, gap_s: float) -> int:
+        last, i = start, start + direction
+        while 0 <= i < len(t) and abs(t[i] - t[last]) <= gap_s:
+            if extendable[i]:
+                last = i
+            i += direction
+        return last
+
+    def grow(start: int, direction: int) -> int:
+        last = walk(start, direction, max_gap_s)
+        beyond = walk(last, direction, max_jump_s)
+        if beyond == last:
+            return last
+        # `beyond` is the farthest extendable frame within reach; the jump lands on the
+        # nearest one after the gap and must open a long enough stretch.
+        i = last + direction
+        while not extendable[i]:
+            i += direction
+        end = walk(i, direction, max_gap_s)
+        if abs(t[end] - t[i]) < min_stretch_s:
+            return last
+        return walk(end, direction, max_gap_s)
+
+    return grow(lo, -1), grow(hi, 1)
 
 
 def _scored_runs(t, matched, exact, far_masked, settings, step_s):
@@ -1176,7 +1194,10 @@ def _follow_ups(runs: list[Run], times_s: np.ndarray, thumbs: np.ndarray, settin
         a, b = max(lo - offset / 2, float(times_s[0]) + offset / 2), hi
         if b - a < settings.min_span_s:
             continue
-        flip = _best_flip(times_s, thumbs, a, b, r.slope, offset / 2, settings)
+        # Judge the flip (and whether the line fits at all) where the missing pass would
+        # air, between the source and the run: the run itself may carry on over later passes.
+        gap_end = lo if lo - a >= settings.min_span_s else b
+        flip = _best_flip(times_s, thumbs, a, gap_end, r.slope, offset / 2, settings)
         if flip is not None:
             # s = slope * t + intercept passes through (middle, middle - D/2).
             middle = 0.5 * (a + b)

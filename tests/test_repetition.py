@@ -125,6 +125,27 @@ def test_shuffled_playlist_reports_its_clip_library(scanned):
     assert np.isnan(result.features["repetition__period_s"])     # shuffled: no period
 
 
+def test_every_seam_between_colour_shifted_passes_is_within_1s(tmp_path):
+    """Each pass under its own colour disguise: at a seam the source 1-2 s on is another
+    airing under another disguise, which once fitted the replay frame better than its own
+    moment and cut spans 1.5-2 s short of every seam (bench colour seed 1; the engine before
+    this test ended the last pass 1.8 s early here)."""
+    plan = LoopPlan([Air(0),
+                     Air(0, Disguise(brightness=25.1, contrast=0.798, gamma=0.805, hue_shift_deg=-58.7)),
+                     Air(0, Disguise(brightness=4.1, contrast=1.018, gamma=1.158, hue_shift_deg=-23.1))], {0: 24.48})
+    frames, truth, _ = render(plan, 180, 320, FPS, seed=1)        # portrait, as on the bench
+    path = tmp_path / "colour_passes.mp4"
+    write_clip(path, frames, FPS)
+    result = extract(path, ScanConfig(), [RepetitionExtractor()])
+    loops = _loops(result)
+    for replay in truth:
+        mine = [e for e in loops if min(e.end_s, replay.end_s) - max(e.start_s, replay.start_s) >= 1.0]
+        assert mine, (replay, [(e.start_s, e.end_s) for e in loops])
+        assert min(abs(e.start_s - replay.start_s) for e in mine) <= 1.0, (replay, [(e.start_s, e.end_s) for e in mine])
+        assert min(abs(e.end_s - replay.end_s) for e in mine) <= 1.0, (replay, [(e.start_s, e.end_s) for e in mine])
+    assert result.features["repetition__period_s"] == pytest.approx(24.48, rel=0.02)
+
+
 @dataclass(frozen=True)
 class NegativeCase:
     id: str
