@@ -37,6 +37,7 @@ import numpy as np
 from detector.fingerprint import (
     CENTRE,
     DESCRIPTOR_SIDE,
+    THUMB_SIDE,
     MOTION_LAG_S,
     appearance,
     mirrored,
@@ -132,6 +133,11 @@ class SearchSettings:
     # much closer than 1-2 s away.
     extend_ratio: float = 0.8
     extend_offset_s: float = 0.6
+    # A cut in the source (a jump between consecutive fingerprints at least cut_ratio times
+    # the largest step within +-0.6 s, and at least cut_min_distance): footage across it is
+    # another shot, or at a seam between passes another airing under another disguise.
+    cut_ratio: float = 3.0
+    cut_min_distance: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -789,6 +795,20 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
     screened = np.zeros(len(q), bool)
     if enough:
         screened[candidates] = True
+    # Comparisons 1-2 s off the line must stay within the source's shot. At the seam between
+    # two passes the source 1-2 s on is another airing under another disguise (or a brightness
+    # shift shared with the replay frame): resembling it more says nothing against the line,
+    # and counting it cut runs 1.5-2 s short of every seam (measured on the bench's colour,
+    # overlay and rotation rows).
+    shot_lo = max(0, int(j.min()) - 16)
+    shot_hi = min(len(times_s), int(j.max()) + 17)
+    shots = _shots(flat, shot_lo, shot_hi, settings)
+
+    def same_shot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a = np.clip(a - shot_lo, 0, len(shots) - 1)
+        b = np.clip(b - shot_lo, 0, len(shots) - 1)
+        return shots[a] == shots[b]
+
     # The offset scan covers every frame that fits, not only the sharp ones: runs found on
     # sharp frames are then extended over the frames that fit less sharply at their ends.
     candidates = np.flatnonzero(exact <= settings.match_distance)
@@ -799,7 +819,7 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
     c = candidates
     for k, delta in enumerate(_DELTAS_S):
         j_d, ok_d = _nearest(times_s, s[c] + delta, tolerance)
-        ok_d &= _apart(t[c], times_s[j_d])
+        ok_d &= _apart(t[c], times_s[j_d]) & same_shot(j[c], j_d)
         src = _warped(flat[j_d], geometry[c])
         d, _ = _trimmed(replay[c], src, settings.trim_share)
         near[c, k] = np.where(ok_d, d, np.inf)
@@ -879,25 +899,64 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
                 d_shift < settings.min_change or d_exact > settings.consistent_ratio * d_shift or \
                 _camera_moving_share(flat, q[sel][good], times_s) >= 0.5:
             continue
-        repeats.append(run(sel, good, d_exact, d_shift))
+        # Its ends grow like a sharp run's: a replay drifting a few tenths of a second
+        # (dropped frames) leaves the pinned frames before the pass ends (all combined seed 3
+        # stopped 8 s before the end of its pass).
+        lo, hi = _extend(t, sel.start, sel.stop - 1, extendable & ~taken, settings.max_gap_s)
+        grown = slice(lo, hi + 1)
+        repeats.append(run(grown, (weak | (extendable & ~taken))[grown], d_exact, d_shift))
     return repeats
 
 
-def _extend(t: np.ndarray, lo: int, hi: int, extendable: np.ndarray, max_gap_s: float) -> tuple[int, int]:
-    """Index range lo..hi grown over `extendable` frames, bridging gaps up to max_gap_s."""
-    last = lo
-    for i in range(lo - 1, -1, -1):
-        if t[last] - t[i] > max_gap_s:
-            break
-        if extendable[i]:
-            last = i
-    lo, last = last, hi
-    for i in range(hi + 1, len(t)):
-        if t[i] - t[last] > max_gap_s:
-            break
-        if extendable[i]:
-            last = i
-    return lo, last
+def _shots(flat: "_Rows", lo: int, hi: int, settings: SearchSettings) -> np.ndarray:
+    """Shot number of each fingerprint lo..hi-1: it grows by one after every cut, a jump between
+    consecutive fingerprints that stands out from the steps around it (a hard cut, or the
+    seam between two passes of a loop; fast motion changes every step and is no cut)."""
+    if hi - lo < 2:
+        return np.zeros(max(hi - lo, 0), int)
+    vectors = _centre_vectors(flat[lo:hi].reshape(-1, THUMB_SIDE, THUMB_SIDE))
+    step = _trimmed(vectors[1:], vectors[:-1], settings.trim_share)[0]
+    around = np.zeros_like(step)
+    for k in (1, 2, 3):
+        around[k:] = np.maximum(around[k:], step[:-k])
+        around[:-k] = np.maximum(around[:-k], step[k:])
+    cut = (step >= settings.cut_ratio * around) & (step >= settings.cut_min_distance)
+    return np.concatenate([[0], np.cumsum(cut)])
+
+
+def _extend(t: np.ndarray, lo: int, hi: int, extendable: np.ndarray, max_gap_s: float,
+            max_jump_s: float = 2.5, min_stretch_s: float = 3.0) -> tuple[int, int]:
+    """Index range lo..hi grown over `extendable` frames, bridging gaps up to max_gap_s.
+
+    One longer gap per end (up to max_jump_s) is bridged when at least min_stretch_s of
+    extendable frames follows it: a replay does not pause and resume at the very same offset,
+    but a still stretch under a colour disguise can fit 1-2 s off as well as at the line for
+    a couple of seconds (colour seed 5: 2.2 s inside its first replay). Chance resemblance in
+    live footage gives stretches of a second or two, not three."""
+    def walk(start: int, direction: int, gap_s: float) -> int:
+        last, i = start, start + direction
+        while 0 <= i < len(t) and abs(t[i] - t[last]) <= gap_s:
+            if extendable[i]:
+                last = i
+            i += direction
+        return last
+
+    def grow(start: int, direction: int) -> int:
+        last = walk(start, direction, max_gap_s)
+        beyond = walk(last, direction, max_jump_s)
+        if beyond == last:
+            return last
+        # `beyond` is the farthest extendable frame within reach; the jump lands on the
+        # nearest one after the gap and must open a long enough stretch.
+        i = last + direction
+        while not extendable[i]:
+            i += direction
+        end = walk(i, direction, max_gap_s)
+        if abs(t[end] - t[i]) < min_stretch_s:
+            return last
+        return walk(end, direction, max_gap_s)
+
+    return grow(lo, -1), grow(hi, 1)
 
 
 def _scored_runs(t, matched, exact, far_masked, settings, step_s):
@@ -986,17 +1045,26 @@ def _apart(t: np.ndarray, other_s: np.ndarray, min_gap_s: float = 1.0) -> np.nda
 
 
 def _refine_offset(near: np.ndarray) -> float:
-    """Sub-step offset correction from a parabola through the mean distances at -0.2, 0, +0.2 s."""
+    """Offset correction from the mean distances at -0.4..+0.4 s: the best of those offsets,
+    refined by a parabola through it and its neighbours. A line fitted a step or more off the
+    replay (votes sit on a 0.4 s grid) has its minimum at an edge of -0.2, 0, +0.2 s, where a
+    parabola through those three is not convex and gave no correction at all."""
     centre = int(np.flatnonzero(_DELTAS_S == 0)[0])
-    rows = np.isfinite(near[:, centre - 1: centre + 2]).all(axis=1)
+    band = slice(centre - 2, centre + 3)
+    rows = np.isfinite(near[:, band]).all(axis=1)
     if rows.sum() < 3:
         return 0.0
-    left, mid, right = near[rows, centre - 1: centre + 2].mean(axis=0)
+    profile = near[rows, band].mean(axis=0)
+    deltas = _DELTAS_S[band]
+    k = int(np.argmin(profile))
+    if k == 0 or k == len(profile) - 1:
+        return float(deltas[k])
+    left, mid, right = profile[k - 1: k + 2]
     curvature = left - 2 * mid + right
     if curvature <= 1e-6:
-        return 0.0
-    step = float(_DELTAS_S[centre + 1])
-    return float(np.clip(0.5 * (left - right) / curvature, -1, 1) * step)
+        return float(deltas[k])
+    step = float(deltas[k + 1] - deltas[k])
+    return float(deltas[k] + np.clip(0.5 * (left - right) / curvature, -1, 1) * step)
 
 
 def _runs(t: np.ndarray, matched: np.ndarray, max_gap_s: float) -> list[tuple[int, int]]:
@@ -1110,7 +1178,7 @@ def verify_all(times_s: np.ndarray, thumbs: np.ndarray, found: list[Alignment], 
 
 
 def _follow_ups(runs: list[Run], times_s: np.ndarray, thumbs: np.ndarray, settings: SearchSettings) -> list[Alignment]:
-    """Lines at half the offset D of each verified forward replay no longer than about D/2,
+    """Lines at half the offset D of each verified forward replay,
     over it and the pass before it, each with the flip under which its frames match best."""
     proposals = []
     for r in runs:
@@ -1119,12 +1187,17 @@ def _follow_ups(runs: list[Run], times_s: np.ndarray, thumbs: np.ndarray, settin
         t = times_s[r.q]
         offset = float(np.median(t - r.s))
         lo, hi = float(t[0]), float(t[-1])
-        if offset / 2 < settings.min_offset_s or hi - lo > 0.55 * offset:
+        # A run may carry on across seams (pass 3 against pass 1 after pass 2 against pass 0),
+        # so its length says nothing; verify_all skips the line where airtime is explained.
+        if offset / 2 < settings.min_offset_s:
             continue
         a, b = max(lo - offset / 2, float(times_s[0]) + offset / 2), hi
         if b - a < settings.min_span_s:
             continue
-        flip = _best_flip(times_s, thumbs, a, b, r.slope, offset / 2, settings)
+        # Judge the flip (and whether the line fits at all) where the missing pass would
+        # air, between the source and the run: the run itself may carry on over later passes.
+        gap_end = lo if lo - a >= settings.min_span_s else b
+        flip = _best_flip(times_s, thumbs, a, gap_end, r.slope, offset / 2, settings)
         if flip is not None:
             # s = slope * t + intercept passes through (middle, middle - D/2).
             middle = 0.5 * (a + b)
@@ -1146,7 +1219,21 @@ def _best_flip(times_s, thumbs, t_lo_s, t_hi_s, slope, offset, settings, samples
     costs = [float(np.median(_trimmed(_centre_vectors(mirrored(thumbs[q[ok]], flip).astype(np.float32)), source,
                                       settings.trim_share)[0])) for flip in TRANSFORMS]
     best = int(np.argmin(costs))
-    return best if costs[best] <= settings.follow_up_distance else None
+    if costs[best] > settings.follow_up_distance:
+        return None
+    # A pass at half the offset fits its own moment better than 1-2 s off it; in live footage
+    # between a replay and its source the line fits nowhere in particular (a 10-hour live
+    # room proposed 48 such lines, each a full verification).
+    replay = _centre_vectors(mirrored(thumbs[q[ok]], TRANSFORMS[best]).astype(np.float32))
+    for delta in (-1.5, 1.5):
+        j_d, ok_d = _nearest(times_s, times_s[j[ok]] + delta, 0.3)
+        if ok_d.sum() < 4:
+            continue
+        shifted = float(np.median(_trimmed(replay[ok_d], _centre_vectors(thumbs[j_d[ok_d]].astype(np.float32)),
+                                           settings.trim_share)[0]))
+        if costs[best] > settings.consistent_ratio * shifted:
+            return None
+    return best
 
 
 def _run_quality(runs: list[Run]) -> tuple[int, float]:
@@ -1172,7 +1259,8 @@ def _assign(runs: list[Run], times_s: np.ndarray, settings: SearchSettings, step
     offsets = np.array([float(np.median(times_s[r.q] - r.s)) for r in runs])
     order = np.lexsort((np.abs(offsets), -lengths))        # preferred runs first
     usable = [np.ones(len(r.q), bool) for r in runs]
-    for _ in range(4):
+    gap = max(1, int(round(settings.max_gap_s / step_s)))
+    for _ in range(10):
         best_d = np.full(n, np.inf)
         for run, use in zip(runs, usable):
             np.minimum.at(best_d, run.q[use], run.d[use])
@@ -1187,7 +1275,13 @@ def _assign(runs: list[Run], times_s: np.ndarray, settings: SearchSettings, step
             for lo, hi in _runs(times_s[run.q], mine, settings.max_gap_s):
                 members = np.arange(lo, hi + 1)[mine[lo: hi + 1]]
                 span = times_s[run.q[members[-1]]] - times_s[run.q[members[0]]] + step_s
-                if span >= settings.min_span_s:
+                first, last = run.q[members[0]], run.q[members[-1]]
+                around = owner[np.r_[max(0, first - gap): first, last + 1: min(n, last + 1 + gap)]]
+                # A piece too short to stand alone still tells where a replayed stretch begins
+                # or ends when another run's span carries on right next to it (each pass of a
+                # loop cropped differently: the line that fits the later passes takes over
+                # partway through the first one).
+                if span >= settings.min_span_s or ((around >= 0) & (around != k)).any():
                     segments.append((k, members))
                 else:
                     # Too short to stand alone: give these frames back to the runner-up.

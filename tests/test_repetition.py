@@ -125,6 +125,27 @@ def test_shuffled_playlist_reports_its_clip_library(scanned):
     assert np.isnan(result.features["repetition__period_s"])     # shuffled: no period
 
 
+def test_every_seam_between_colour_shifted_passes_is_within_1s(tmp_path):
+    """Each pass under its own colour disguise: at a seam the source 1-2 s on is another
+    airing under another disguise, which once fitted the replay frame better than its own
+    moment and cut spans 1.5-2 s short of every seam (bench colour seed 1; the engine before
+    this test ended the last pass 1.8 s early here)."""
+    plan = LoopPlan([Air(0),
+                     Air(0, Disguise(brightness=25.1, contrast=0.798, gamma=0.805, hue_shift_deg=-58.7)),
+                     Air(0, Disguise(brightness=4.1, contrast=1.018, gamma=1.158, hue_shift_deg=-23.1))], {0: 24.48})
+    frames, truth, _ = render(plan, 180, 320, FPS, seed=1)        # portrait, as on the bench
+    path = tmp_path / "colour_passes.mp4"
+    write_clip(path, frames, FPS)
+    result = extract(path, ScanConfig(), [RepetitionExtractor()])
+    loops = _loops(result)
+    for replay in truth:
+        mine = [e for e in loops if min(e.end_s, replay.end_s) - max(e.start_s, replay.start_s) >= 1.0]
+        assert mine, (replay, [(e.start_s, e.end_s) for e in loops])
+        assert min(abs(e.start_s - replay.start_s) for e in mine) <= 1.0, (replay, [(e.start_s, e.end_s) for e in mine])
+        assert min(abs(e.end_s - replay.end_s) for e in mine) <= 1.0, (replay, [(e.start_s, e.end_s) for e in mine])
+    assert result.features["repetition__period_s"] == pytest.approx(24.48, rel=0.02)
+
+
 @dataclass(frozen=True)
 class NegativeCase:
     id: str
@@ -154,6 +175,27 @@ def test_hard_negative_has_no_loop(case, tmp_path):
 
         still = extract(path, ScanConfig(), [BasicStatsExtractor()])
         assert still.features["basic__static_share"] > 0.9
+
+
+# Live scenes that change periodically in one place (issue 3: a product turntable, a repeated
+# gesture, a slideshow). Each of these configurations was reported as a `regional_loop` by the
+# engine before the picture / beat / window tests (the bench's hard negatives).
+PERIODIC_LIVE_CASES = [
+    ("turntable_in_a_corner", lambda: hard_negatives.turntable_scene(320, 180, 25, 50, 100), 25),
+    ("presenter_repeating_a_gesture", lambda: hard_negatives.gesture_scene(180, 320, 25, 59.2, 106), 25),
+    ("slideshow_slides_on_a_beat", lambda: hard_negatives.slideshow_scene(180, 320, 25, 53.1, 108), 25),
+]
+
+
+@pytest.mark.parametrize("make,fps", [c[1:] for c in PERIODIC_LIVE_CASES], ids=[c[0] for c in PERIODIC_LIVE_CASES])
+def test_periodic_live_scene_is_not_a_regional_loop(make, fps, tmp_path):
+    path = tmp_path / "periodic.mp4"
+    write_clip(path, make(), fps)
+    result = extract(path, ScanConfig(), [RepetitionExtractor()])
+    assert _loops(result) == []
+    assert [e for e in result.evidence if e.kind == "regional_loop"] == []
+    assert result.features["repetition__regional_share"] == 0.0
+    assert result.features["repetition__regional_replay_share"] == 0.0
 
 
 def test_recorded_window_looping_inside_a_live_frame_is_reported_as_regional(tmp_path):

@@ -37,7 +37,9 @@ class RepetitionExtractor(FeatureExtractor):
     name = "repetition"
     # 2: period_regularity counts k x P chains of the same clip (its meaning changed).
     # 3: crop, picture-in-picture and boundary recall changed values; regional_replay_share added.
-    VERSION = 3
+    # 4: regional_loop only for a window whose picture returns, on no faster beat, filling a
+    #    rectangle of >= 4x4 cells (turntables, gestures, slideshows no longer count).
+    VERSION = 4
     Settings = RepetitionSettings
     COLUMN_DOCS = {
         "replay_share": ColumnDoc("share of the clip's airtime that replays earlier footage", "share", "0-1", "looped"),
@@ -51,7 +53,7 @@ class RepetitionExtractor(FeatureExtractor):
         "mirrored_share": ColumnDoc("share of replayed airtime seen through a mirror flip", "share", "0-1", "looped"),
         "reversed_share": ColumnDoc("share of replayed airtime played backwards (boomerang)", "share", "0-1", "looped"),
         "speed_deviation": ColumnDoc("mean |speed - 1| of replays (speed disguise); missing without repeats", "ratio", "0-0.1", "looped"),
-        "regional_share": ColumnDoc("area share of a region that loops on its own while the rest does not (picture in picture; also a turntable); 0 if none", "share", "0-1", "looped"),
+        "regional_share": ColumnDoc("area share of a window that loops on its own while the rest does not (picture in picture: a rectangle whose picture returns one period later); 0 if none", "share", "0-1", "looped"),
         "regional_period_s": ColumnDoc("period of that regional loop (missing if none)", "s", "> 0", "looped"),
         "regional_correlation": ColumnDoc("how exactly the region repeats: correlation of its changes one period apart (missing if none)", "score", "0-1", "looped"),
         "regional_replay_share": ColumnDoc("share of the clip's airtime in which that region replays what it showed one period earlier (picture in picture: a recorded window looping over live footage); 0 if none", "share", "0-1", "looped"),
@@ -108,9 +110,12 @@ def split_passes(repeats: list[Repeat]) -> list[Repeat]:
         if r.slope < 0 or offset <= 0 or length <= offset * 1.05:
             out.append(r)
             continue
+        # One pass ends where the source reaches the span's own start: after offset / speed
+        # of airtime (a replay with dropped frames plays a little faster than its source).
+        pass_s = offset / r.slope
         start = r.start_s
         while start < r.end_s - 1e-6:
-            end = min(start + offset, r.end_s)
+            end = min(start + pass_s, r.end_s)
             if end - start >= 1.0:
                 src = r.source_start_s + (start - r.start_s) * r.slope
                 out.append(Repeat(start, end, src, src + (end - start) * r.slope, r.similarity, r.transform,
@@ -191,7 +196,10 @@ def _period(repeats: list[Repeat], clips, tolerance: float) -> tuple[float, floa
     total = sum(r.end_s - r.start_s for r in repeats)
     clip_of = [_clip_index(clips, r.start_s, r.end_s) for r in forward]
     best = (0.0, math.nan, None)
-    for candidate in np.unique(np.round(offsets, 1)):
+    # Candidates: each offset, and their airtime-weighted mean (passes with dropped or
+    # duplicated frames drift a little either way around the period).
+    candidates = np.unique(np.concatenate([np.round(offsets, 1), [np.average(offsets, weights=weights)]]))
+    for candidate in candidates:
         multiple = np.maximum(np.round(offsets / candidate), 1)
         consistent = np.abs(offsets - multiple * candidate) <= tolerance * offsets
         for k, r in enumerate(forward):
