@@ -30,7 +30,7 @@ _FLAG_FOR_KIND = {
     "cut": "cuts",
     "audio_loop": "audio_loop",
     "idle": "static",                  # idle: a long still stretch, even if a light blinks
-    "regional_loop": "regional_loop",  # one region repeats on its own (a looping window; or a turntable)
+    "regional_loop": "regional_loop",  # a window in the picture replays recorded footage (picture in picture)
     "green_screen": "green_screen",
     "frozen": "static",
 }
