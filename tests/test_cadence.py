@@ -16,7 +16,7 @@ import pytest
 from test_signal import converted, scene
 
 from detector.config import ScanConfig
-from detector.extractors.cadence import CadenceExtractor
+from detector.extractors.cadence import CadenceExtractor, CadenceSettings, conversion_fit
 from detector.pipeline import extract
 from detector.synth.scenes import moving_scene
 from detector.synth.writer import write_clip
@@ -89,16 +89,47 @@ def test_jump_cuts_are_found_where_the_take_was_cut(results):
     assert _col(result, "jump_per_min") == pytest.approx(60 * len(CUT_AT_S) / 9, rel=0.1)
 
 
-@pytest.mark.parametrize("name, share, gap", [("conv24_30", 1 / 5, 5), ("conv12_25", 13 / 25, 2)])
-def test_rate_conversion_cadence_at_the_default_sampling(results, name, share, gap):
-    """24 -> 30 repeats one frame in five; 12 -> 25 about every other one."""
+@pytest.mark.parametrize("name, share, gap, source_fps", [("conv24_30", 1 / 5, 5, 24.0), ("conv12_25", 13 / 25, 2, 12.0)])
+def test_rate_conversion_cadence_at_the_default_sampling(results, name, share, gap, source_fps):
+    """24 -> 30 repeats one frame in five; 12 -> 25 about every other one. The repeats fall
+    on the source's frame clock, and the evidence names its rate."""
     result = results[name]
     assert _col(result, "repeat_share") == pytest.approx(share, abs=0.06)
     assert _col(result, "repeat_regularity") >= 0.7
+    assert _col(result, "conversion_fit") >= 0.9
     found = [e for e in result.evidence if e.kind == "rate_conversion"]
     assert len(found) == 1
     assert found[0].start_s < 1.0 and found[0].end_s > 7.0
     assert found[0].detail["pattern_gap_frames"] in (gap - 1, gap, gap + 1)
+    assert found[0].detail["source_fps"] == source_fps
+
+
+@pytest.mark.parametrize("stream_fps, source_fps", [(30.0, 24.0), (30.0, 20.0), (30.0, 15.0), (25.0, 12.0), (25.0, 20.0)])
+def test_the_conversion_clock_is_found_from_the_repeats_detected(stream_fps, source_fps):
+    """Even with 40 % of the repeats missed (the detector needs motion around them), the
+    repeats left all sit on the source's clock."""
+    times = np.arange(0, 20, 1 / stream_fps)
+    shown = np.floor(np.arange(len(times)) * source_fps / stream_fps + 0.3)
+    repeats = times[1:][shown[1:] == shown[:-1]]
+    detected = repeats[np.random.default_rng(0).random(len(repeats)) < 0.6]
+    fit, fps, z = conversion_fit(detected, stream_fps, CadenceSettings().source_fps_candidates)
+    assert fit == pytest.approx(1.0)
+    assert fps == source_fps
+    assert z >= CadenceSettings().conversion_min_z
+
+
+@pytest.mark.parametrize("count", [8, 20, 60, 150])
+def test_repeats_at_random_fit_no_clock(count):
+    """An encoder starved of bits freezes slow motion now and then: no clock explains that
+    (some clock always fits a few stalls a little, never well and significantly)."""
+    settings = CadenceSettings()
+    times = np.arange(0, 20, 1 / 30)
+    for seed in range(10):
+        stalls = np.sort(np.random.default_rng([count, seed]).choice(times, count, replace=False))
+        fit, _fps, z = conversion_fit(stalls, 30.0, settings.source_fps_candidates)
+        assert not (fit >= settings.conversion_min_fit and z >= settings.conversion_min_z)
+        if count >= 60:
+            assert fit < 0.4
 
 
 def test_a_still_room_is_not_measured(results):

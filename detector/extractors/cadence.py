@@ -59,6 +59,16 @@ class CadenceSettings:
     # `rate_conversion` evidence.
     cadence_min_repeats: int = 8
     cadence_min_regularity: float = 0.7
+    # Source rates a conversion is tested against (fps; only those below the stream's), each
+    # at this many phases of its frame clock.
+    source_fps_candidates: tuple[float, ...] = (10.0, 12.0, 12.5, 15.0, 20.0, 23.976, 24.0, 25.0)
+    conversion_phases: int = 24
+    # `rate_conversion` evidence also when the repeats fall where a conversion puts them
+    # (conversion_fit at least this), whatever the gaps between the ones detected.
+    conversion_min_fit: float = 0.7
+    # ... and its hits are this many standard deviations above chance (8 random repeats can
+    # fit some clock by luck).
+    conversion_min_z: float = 5.0
     # A gap in decoded timestamps longer than this restarts the context (a stream gap).
     max_step_s: float = 0.5
     # At most this many `content_jump` evidence items per clip (the strongest).
@@ -68,7 +78,7 @@ class CadenceSettings:
 class CadenceExtractor(FeatureExtractor):
     name = "cadence"
     Settings = CadenceSettings
-    VERSION = 1
+    VERSION = 2                 # 2: conversion_fit
     USES_DECODED_FRAMES = True
     COLUMN_DOCS = {
         "jump_per_min": ColumnDoc(
@@ -87,6 +97,12 @@ class CadenceExtractor(FeatureExtractor):
             "share of gaps between repeated frames that follow a fixed pattern (1: a conversion "
             "cadence such as 24 -> 30; low: random stalls); missing with fewer than 8 repeats",
             "share", "0-1", "prerecorded"),
+        "conversion_fit": ColumnDoc(
+            "how well the repeated frames fall where showing footage of a lower frame rate at "
+            "the stream's rate puts them (best source rate and phase): 1 when every repeat is on "
+            "that clock, 0 when no better than repeats at random (an encoder starved of bits "
+            "freezing slow motion now and then); missing with fewer than 8 repeats",
+            "score", "0-1", "prerecorded"),
         "measured_share": ColumnDoc(
             "share of decoded steps with enough moving content to measure (low: still picture)",
             "share", "0-1", "context"),
@@ -102,6 +118,8 @@ class CadenceExtractor(FeatureExtractor):
         # Bounded however long the stream: repeat positions packed as ints (the cadence
         # needs their sequence), jumps as a count plus the strongest few for the evidence.
         self._repeats = array("q")
+        self._repeat_times = array("d")
+        self._frames = 0
         self._repeat_span_s: tuple[float, float] | None = None
         self._jump_count = 0
         self._jump_ratio_max = 0.0
@@ -115,6 +133,7 @@ class CadenceExtractor(FeatureExtractor):
 
     def _add(self, thumb: DecodedThumb) -> None:
         previous, self._previous = self._previous, thumb
+        self._frames += 1
         if self._first_t_s is None:
             self._first_t_s = thumb.t_s
         self._last_t_s = thumb.t_s
@@ -157,6 +176,7 @@ class CadenceExtractor(FeatureExtractor):
             # down into the pause and out of it.
             if min(before, after) >= s.repeat_neighbour_ratio * expected:
                 self._repeats.append(index)
+                self._repeat_times.append(t_s)
                 first_s = self._repeat_span_s[0] if self._repeat_span_s else t_s
                 self._repeat_span_s = (first_s, t_s)
             return
@@ -173,28 +193,76 @@ class CadenceExtractor(FeatureExtractor):
         regularity = pattern_regularity(np.diff(np.asarray(self._repeats)))[0] \
             if len(self._repeats) >= s.cadence_min_repeats else math.nan
         repeat_share = len(self._repeats) / self._measured if self._measured else math.nan
+        fit = source_fps = significance = math.nan
+        if len(self._repeats) >= s.cadence_min_repeats and span_s > 0:
+            fit, source_fps, significance = conversion_fit(
+                np.asarray(self._repeat_times), (self._frames - 1) / span_s,
+                s.source_fps_candidates, s.conversion_phases)
         features = {
             "jump_per_min": 60.0 * self._jump_count / span_s if span_s > 0 else 0.0,
             "jump_ratio_max": self._jump_ratio_max,
             "repeat_share": repeat_share,
             "repeat_regularity": regularity,
+            "conversion_fit": fit,
             "measured_share": self._measured / self._steps if self._steps else 0.0,
         }
-        return features, self._evidence(regularity, repeat_share)
+        return features, self._evidence(regularity, repeat_share, fit, source_fps, significance)
 
-    def _evidence(self, regularity: float, repeat_share: float) -> list[Evidence]:
+    def _evidence(self, regularity: float, repeat_share: float, fit: float, source_fps: float,
+                  significance: float) -> list[Evidence]:
         # A jump scores 1 when the step is ten times the usual one (0.33 at the 4x threshold).
         found = [
             Evidence(kind="content_jump", start_s=t, end_s=t, score=min(1.0, (ratio - 1.0) / 9.0),
                      detail={"ratio": round(ratio, 2)})
             for ratio, t in sorted(self._strongest_jumps, key=lambda j: j[1])
         ]
-        if not math.isnan(regularity) and regularity >= self.settings.cadence_min_regularity:
+        regular = not math.isnan(regularity) and regularity >= self.settings.cadence_min_regularity
+        on_clock = (not math.isnan(fit) and fit >= self.settings.conversion_min_fit
+                    and significance >= self.settings.conversion_min_z)
+        if regular or on_clock:
             start_s, end_s = self._repeat_span_s
             found.append(Evidence(
                 kind="rate_conversion", start_s=start_s, end_s=end_s,
-                score=regularity,
+                score=max(regularity if regular else 0.0, fit if on_clock else 0.0),
                 detail={"repeat_share": round(repeat_share, 4), "repeats": len(self._repeats),
-                        "pattern_gap_frames": int(np.median(np.diff(self._repeats)))}))
+                        "pattern_gap_frames": int(np.median(np.diff(self._repeats))),
+                        "source_fps": None if math.isnan(source_fps) else source_fps,
+                        "conversion_fit": None if math.isnan(fit) else round(fit, 3)}))
         return found
 
+
+def conversion_fit(repeat_times_s: np.ndarray, stream_fps: float, candidates: tuple[float, ...],
+                   phases: int = 24) -> tuple[float, float, float]:
+    """(fit, source fps, significance) of the source clock that best explains the repeats.
+
+    Footage at r fps shown at the stream's R fps repeats the frame at time t exactly when no
+    source frame starts between t - 1/R and t: floor(t r + phase) == floor((t - 1/R) r + phase).
+    A fraction 1 - r/R of all frames repeat, so repeats at random land on that clock that
+    often by chance. The clock chosen is the one whose hits are least likely by chance (a
+    binomial z-score: a 12 fps clock repeats 60 % of frames and so also covers most of a
+    24 fps clock's repeats, but by chance as easily); the fit is its share of repeats on the
+    clock above chance, scaled to 0-1. Timestamps, not frame counts, so a gap in the stream
+    does not shift the clock.
+    """
+    times = np.asarray(repeat_times_s, dtype=np.float64)
+    n = times.size
+    if n == 0 or not stream_fps > 0:
+        return math.nan, math.nan, math.nan
+    best = (-math.inf, math.nan, math.nan)          # (z, fit, fps)
+    for fps in candidates:
+        chance = 1.0 - fps / stream_fps
+        if chance <= 0.02:
+            continue                          # not slower than the stream: nothing repeats
+        now = times * fps
+        before = (times - 1.0 / stream_fps) * fps
+        for phase in np.arange(phases) / phases:
+            # The small offset keeps frame times that land exactly on a source frame's start
+            # on the same side in both terms.
+            on_clock = float(np.mean(np.floor(now + phase + 1e-6) == np.floor(before + phase + 1e-6)))
+            z = (on_clock - chance) * math.sqrt(n / (chance * (1.0 - chance)))
+            if z > best[0] + 1e-9:
+                best = (z, (on_clock - chance) / (1.0 - chance), fps)
+    z, fit, fps = best
+    if z == -math.inf:
+        return math.nan, math.nan, math.nan
+    return max(0.0, fit), fps, z

@@ -36,15 +36,20 @@ def gesture_scene(width: int, height: int, fps: float, duration_s: float, seed: 
     rng = np.random.default_rng(seed)
     room = _room(width, height, seed)
     n = int(round(duration_s * fps))
-    phase_jitter = 0.0
+    phase_jitter = phase_rate = 0.0
     cx, cy = width // 2, int(height * 0.55)
     scale = min(width, height) / 360
-    sway = 0.0
+    sway = sway_speed = 0.0
     for i in range(n):
         t = i / fps
-        # A human never repeats a gesture exactly: its tempo and amplitude drift.
-        phase_jitter += rng.normal(0, 0.02)
-        sway = 0.97 * sway + rng.normal(0, 0.6)
+        # A human never repeats a gesture exactly: its tempo and amplitude drift. A body has
+        # mass, so the drift changes speed smoothly: random *accelerations* (a random walk
+        # of the position itself would jitter at the frame rate, which no body does and
+        # which reads as repeated or skipped frames between two big steps).
+        phase_rate = 0.97 * phase_rate + rng.normal(0, 0.0008)
+        phase_jitter += phase_rate
+        sway_speed = 0.9 * sway_speed + rng.normal(0, 0.045)
+        sway = 0.985 * sway + sway_speed
         angle = math.sin(2 * math.pi * t / gesture_period_s + phase_jitter) * (40 + 10 * math.sin(t / 7.3))
         frame = room.copy()
         # Drawn at 1/16 px (cv2's `shift`): a body moves continuously, and whole-pixel
