@@ -218,6 +218,8 @@ def test_recorded_window_looping_inside_a_live_frame_is_reported_as_regional(tmp
     assert passes[-1].end_s == pytest.approx(40.0, abs=1.0)
     assert result.features["repetition__regional_share"] > 0.05
     assert result.features["repetition__regional_replay_share"] == pytest.approx(0.8, abs=0.05)
+    # The window's replays count as replayed airtime as much as a whole-frame loop's.
+    assert result.features["repetition__replayed_share"] == pytest.approx(0.8, abs=0.05)
 
 
 def test_small_live_window_over_a_recorded_loop_is_still_a_loop(tmp_path):

@@ -39,7 +39,8 @@ class RepetitionExtractor(FeatureExtractor):
     # 3: crop, picture-in-picture and boundary recall changed values; regional_replay_share added.
     # 4: regional_loop only for a window whose picture returns, on no faster beat, filling a
     #    rectangle of >= 4x4 cells (turntables, gestures, slideshows no longer count).
-    VERSION = 4
+    # 5: replayed_share (whole-frame and window replays together).
+    VERSION = 5
     Settings = RepetitionSettings
     COLUMN_DOCS = {
         "replay_share": ColumnDoc("share of the clip's airtime that replays earlier footage", "share", "0-1", "looped"),
@@ -57,6 +58,7 @@ class RepetitionExtractor(FeatureExtractor):
         "regional_period_s": ColumnDoc("period of that regional loop (missing if none)", "s", "> 0", "looped"),
         "regional_correlation": ColumnDoc("how exactly the region repeats: correlation of its changes one period apart (missing if none)", "score", "0-1", "looped"),
         "regional_replay_share": ColumnDoc("share of the clip's airtime in which that region replays what it showed one period earlier (picture in picture: a recorded window looping over live footage); 0 if none", "share", "0-1", "looped"),
+        "replayed_share": ColumnDoc("share of the clip's airtime that replays earlier footage in the whole frame or in a window (replay_share and regional_replay_share together)", "share", "0-1", "looped"),
         "first_repeat_s": ColumnDoc("time the first replay starts (late-start loops); missing without repeats", "s", ">= 0", "context"),
         "fingerprints": ColumnDoc("fingerprints searched", "count", ">= 0", "context"),
     }
@@ -88,6 +90,7 @@ class RepetitionExtractor(FeatureExtractor):
         evidence += [_clip_evidence(k, airings) for k, airings in enumerate(clips)]
         regional = find_regional_repeat(times_s, thumbs, RegionalSettings(min_period_s=self.settings.min_offset_s))
         features.update(_regional_features(regional, duration_s))
+        features["replayed_share"] = _replayed_share(repeats, regional, duration_s)
         if regional is not None:
             # One record per pass of the region, each pointing at the pass before it.
             evidence += [Evidence(
@@ -247,6 +250,15 @@ def _regional_features(regional, duration_s: float) -> dict[str, float]:
     return {"regional_share": regional.area_share, "regional_period_s": regional.period_s,
             "regional_correlation": regional.correlation,
             "regional_replay_share": min(1.0, replayed / duration_s) if duration_s > 0 else math.nan}
+
+
+def _replayed_share(repeats, regional, duration_s: float) -> float:
+    """Share of airtime that replays earlier footage in the whole frame or in a window: one
+    measure of how much of the clip is a recording aired again, however it is framed."""
+    if duration_s <= 0:
+        return math.nan
+    spans = [(r.start_s, r.end_s) for r in repeats] + (list(regional.spans) if regional is not None else [])
+    return min(1.0, union_length(spans) / duration_s)
 
 
 def union_length(intervals: list[tuple[float, float]]) -> float:
