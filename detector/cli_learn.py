@@ -95,6 +95,10 @@ def features_command(
     typer.echo(f"{len(table)} clip(s), {failed} failed, written to {output}")
 
 
+COLUMNS_HELP = ("evidence: every feature column but the 'context' ones (what the scene is rather than "
+                "what was done to it; see docs/features.md); all: every column.")
+
+
 def train_command(
     data: str = typer.Argument(..., help=DATA_HELP),
     output: Path = typer.Option(..., "--output", "-o", help="Model path, e.g. models/mine (writes mine.skops and mine.card.json)."),
@@ -102,6 +106,7 @@ def train_command(
     calibration: str = typer.Option("sigmoid", "--calibration", help="sigmoid or isotonic."),
     folds: int = typer.Option(5, "--folds", help="Grouped folds for calibration and the card's metrics."),
     seed: int = typer.Option(0, "--seed", help="random_state of every random step."),
+    columns: str = typer.Option("evidence", "--columns", help=COLUMNS_HELP),
     workers: int = typer.Option(0, "--workers", "-j", help="Clips extracted in parallel when DATA is clips (0: one per core)."),
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file overriding the defaults."),
 ) -> None:
@@ -110,7 +115,7 @@ def train_command(
     from detector.training import Recipe
 
     try:
-        recipe = Recipe(kind=kind, calibration=calibration, n_splits=folds, random_state=seed)
+        recipe = Recipe(kind=kind, calibration=calibration, n_splits=folds, random_state=seed, columns=columns)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     config = _config(config_file)
@@ -139,6 +144,7 @@ def evaluate_command(
     kind: str = typer.Option("hgb", "--kind", help="Recipe to cross-validate: hgb or linear."),
     folds: int = typer.Option(5, "--folds", help="Grouped folds."),
     seed: int = typer.Option(0, "--seed", help="random_state of every random step."),
+    columns: str = typer.Option("evidence", "--columns", help=COLUMNS_HELP),
     importance: bool = typer.Option(True, "--importance/--no-importance", help="Permutation importance of each feature on held-out clips."),
     workers: int = typer.Option(0, "--workers", "-j", help="Clips extracted in parallel when DATA is clips (0: one per core)."),
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file overriding the defaults."),
@@ -152,7 +158,7 @@ def evaluate_command(
     if group_by not in ("group", "variant"):
         raise _fail(f"--hold-out-by must be group or variant, got {group_by}")
     try:
-        recipe = Recipe(kind=kind, n_splits=folds, random_state=seed)
+        recipe = Recipe(kind=kind, n_splits=folds, random_state=seed, columns=columns)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     config = _config(config_file)

@@ -115,11 +115,12 @@ def cross_validate(data, recipe=None, feature_names=None, group_by: str = "group
     import numpy as np
 
     from detector.pipeline import feature_columns
-    from detector.training import Recipe, feature_matrix, fit, grouped_splits, single_threaded, usable_rows
+    from detector.training import (Recipe, feature_matrix, fit, grouped_splits, model_columns, single_threaded,
+                                   usable_rows)
 
     recipe = recipe or Recipe()
     data = usable_rows(data)
-    feature_names = list(feature_names or feature_columns())
+    feature_names = model_columns(feature_names or feature_columns(), recipe)
     X = feature_matrix(data, feature_names)
     y = data["label"].astype(str).to_numpy()
     groups = data["group"].astype(str).to_numpy()

@@ -18,7 +18,7 @@ from conftest import run_cli
 from detector.config import LABELS, ConfigError, load_config
 from detector.dataset import DatasetError, read_dataset
 from detector.features_table import cache_path, read_table
-from detector.pipeline import feature_columns, feature_schema
+from detector.pipeline import column_docs, feature_columns, feature_schema
 from detector.scan import decide_verdict
 from learning_media import GROUPS_PER_CLASS, make_labelled_set
 
@@ -103,7 +103,12 @@ def test_features_rerun_reuses_the_cache_and_lists_failures(manifest, table_path
 def test_model_card_carries_what_a_researcher_needs(model_path):
     card = json.loads(model_path.with_name("tiny.card.json").read_text())
     assert card["labels"] == list(LABELS)
-    assert card["feature_names"] == feature_columns()
+    # The default recipe learns from the evidence columns, in table order, none of them "context".
+    docs = column_docs()
+    assert card["recipe"]["columns"] == "evidence"
+    assert card["feature_names"] == [c for c in feature_columns() if docs[c].speaks_for != "context"]
+    assert "basic__brightness_mean" not in card["feature_names"]
+    assert "repetition__replayed_share" in card["feature_names"]
     assert card["feature_schema"] == feature_schema()
     assert card["training_data"]["clips_per_class"] == {label: GROUPS_PER_CLASS for label in sorted(LABELS)}
     assert len(card["training_data"]["digest"]) == 64
@@ -210,3 +215,15 @@ def test_the_notebook_and_its_paired_script_agree():
     script = jupytext.read(folder / "retrain.py")
     assert [(c.cell_type, c.source) for c in notebook.cells] == [(c.cell_type, c.source) for c in script.cells], \
         "retrain.ipynb and retrain.py differ: run `jupytext --sync notebooks/retrain.py`"
+
+
+def test_the_column_set_is_part_of_the_recipe():
+    from detector.training import Recipe, model_columns
+
+    everything = feature_columns()
+    assert model_columns(everything, Recipe(columns="all")) == everything
+    evidence = model_columns(everything, Recipe())
+    assert set(evidence) < set(everything)
+    assert all(column_docs()[c].speaks_for != "context" for c in evidence)
+    with pytest.raises(ValueError, match="column set"):
+        Recipe(columns="some")
