@@ -77,9 +77,10 @@ def write_clip(
     ``codec`` may also be "mpeg4", "libvpx" (webm) or "flv"; the container
     comes from the suffix of ``path`` unless ``container_format`` is given.
     ``faststart`` moves the mp4/mov index (moov) before the media data.
-    ``threads=1`` encodes on one thread: x264 then writes the same bytes for the
-    same frames every time (frame threads and the rate cap are not deterministic
-    together), which a reproducible corpus needs.
+    ``threads=1`` encodes on one thread, which removes the run-to-run differences
+    of x264's frame threads under a rate cap (the corpus uses it). It is not a
+    guarantee of identical bytes: inside one long-running process two encodes of
+    the same frames have still been seen to differ now and then.
     ``rotation_deg`` (0/90/180/270, counter-clockwise as PyAV's
     ``VideoFrame.rotation`` reads it back) is stored as a display matrix.
     ``pts_s`` gives per-frame presentation times in seconds (variable frame
