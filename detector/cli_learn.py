@@ -16,6 +16,8 @@ EXIT_ERROR = 2
 
 DATA_HELP = ("A manifest CSV (path,label[,group][,variant]), a folder of label-named sub-folders, "
              "or a features table written by `detector features`.")
+COLUMNS_HELP = ("evidence: every feature column but the 'context' ones (what the scene is rather than "
+                "what was done to it; see docs/features.md); all: every column.")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -93,10 +95,6 @@ def features_command(
     print_failures(table)
     failed = len(failed_rows(table))
     typer.echo(f"{len(table)} clip(s), {failed} failed, written to {output}")
-
-
-COLUMNS_HELP = ("evidence: every feature column but the 'context' ones (what the scene is rather than "
-                "what was done to it; see docs/features.md); all: every column.")
 
 
 def train_command(

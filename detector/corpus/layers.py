@@ -18,6 +18,8 @@ from detector.synth.disguise import draw_overlays
 from detector.synth.scenes import _NoiseBank  # the scenes' fast pre-drawn sensor noise
 
 OVERLAY_KINDS = ("comments", "counter", "stickers", "watermark")
+# Sensor noise of the corpus's cameras (Gaussian sigma in luma levels), drawn per clip.
+SENSOR_NOISE_SIGMA = (0.6, 1.8)
 
 
 def smooth_walk(rng: np.random.Generator, n: int, fps: float, sigma: float, tau_s: float) -> np.ndarray:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detector.corpus.layers import SENSOR_NOISE_SIGMA
 from detector.corpus.variants import RECIPES, Spec
 
 LABELS = ("live", "looped", "prerecorded", "ai_driven")
@@ -92,4 +93,4 @@ def _job(label: str, variant: str, index: int, rng: np.random.Generator, corpus_
                         int(rng.choice([0, 2, 2, 3])), str(rng.choice(["veryfast", "superfast"])))
     spec = Spec(label, variant, width, height, fps, duration_s, clip_seed)
     path = f"{label}/{label}-{index:04d}-{variant}.mp4"
-    return Job(path, spec, encoding, float(rng.uniform(0.6, 1.8)), int(rng.integers(0, 2**31 - 1)))
+    return Job(path, spec, encoding, float(rng.uniform(*SENSOR_NOISE_SIGMA)), int(rng.integers(0, 2**31 - 1)))

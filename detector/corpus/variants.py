@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detector.corpus import sources
-from detector.corpus.layers import FrameStore, crossfade, degrade, fit
+from detector.corpus.layers import (
+    SENSOR_NOISE_SIGMA,
+    FrameStore,
+    crossfade,
+    degrade,
+    fit,
+    with_noise,
+)
 from detector.synth.disguise import Disguise, speed_indices
 
 
@@ -547,15 +554,13 @@ def pre_fps_converted(spec: Spec, rng: np.random.Generator) -> Rendered:
     them from a camera at the stream's rate: footage converted *down* (60 -> 30 keeps every
     other frame) and blended conversions (each frame a mix of two: smooth motion blur).
     """
-    from detector.corpus.layers import with_noise
-
     kind = str(rng.choice(["presenter", "room", "gesture"], p=(0.5, 0.35, 0.15)))
     choices = [r for r in (12.0, 15.0, 20.0, 24.0) if r < spec.fps - 1]
     src_fps = float(rng.choice(choices))
     src_spec = dataclasses.replace(spec, fps=src_fps)
     n_src = _n(src_spec, spec.duration_s + 0.5)
     filmed = with_noise(_take(kind, src_spec, spec.duration_s + 0.5, spec.seed, rng), spec.width, spec.height,
-                        n_src, float(rng.uniform(0.6, 1.8)), np.random.default_rng([spec.seed, 6]))
+                        n_src, float(rng.uniform(*SENSOR_NOISE_SIGMA)), np.random.default_rng([spec.seed, 6]))
     src = _Cursor(filmed)
     n_out = _n(spec)
     frames = (src.get(min(int(k * src_fps / spec.fps), n_src - 1)) for k in range(n_out))

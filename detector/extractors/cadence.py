@@ -112,15 +112,13 @@ class CadenceExtractor(FeatureExtractor):
     def reset(self, meta: VideoMeta) -> None:
         super().reset(meta)
         self._previous: DecodedThumb | None = None
-        self._window: deque[tuple[int, float, np.ndarray]] = deque()   # (step index, t_s, cells)
+        self._window: deque[tuple[float, np.ndarray]] = deque()   # (t_s, cells)
         self._steps = 0
         self._measured = 0
-        # Bounded however long the stream: repeat positions packed as ints (the cadence
-        # needs their sequence), jumps as a count plus the strongest few for the evidence.
-        self._repeats = array("q")
+        # Bounded however long the stream: repeat times packed as doubles (the cadence needs
+        # their sequence), jumps as a count plus the strongest few for the evidence.
         self._repeat_times = array("d")
         self._frames = 0
-        self._repeat_span_s: tuple[float, float] | None = None
         self._jump_count = 0
         self._jump_ratio_max = 0.0
         self._strongest_jumps: list[tuple[float, float]] = []     # min-heap of (ratio, t_s)
@@ -143,7 +141,7 @@ class CadenceExtractor(FeatureExtractor):
         if gap <= 0 or gap > self.settings.max_step_s:
             self._window.clear()                # no continuity to judge across
             return
-        self._window.append((self._steps, thumb.t_s, self._pooled_change(previous.luma, thumb.luma)))
+        self._window.append((thumb.t_s, self._pooled_change(previous.luma, thumb.luma)))
         self._steps += 1
         if len(self._window) == 2 * self.settings.context_steps + 1:
             self._judge_centre()
@@ -159,14 +157,14 @@ class CadenceExtractor(FeatureExtractor):
     def _judge_centre(self) -> None:
         s = self.settings
         k = s.context_steps
-        cells = np.stack([w[2] for w in self._window])
+        cells = np.stack([w[1] for w in self._window])
         centre = cells[k]
         typical = np.percentile(np.delete(cells, k, axis=0), s.typical_percentile, axis=0)
         moving = typical > s.moving_cell_level
         if moving.mean() < s.min_moving_share:
             return
         self._measured += 1
-        index, t_s = self._window[k][0], self._window[k][1]
+        t_s = self._window[k][0]
         change = float(centre[moving].sum())
         expected = float(typical[moving].sum())
         ratio = change / expected
@@ -175,10 +173,7 @@ class CadenceExtractor(FeatureExtractor):
             # A converted frame repeats in the middle of motion; a gesture that pauses slows
             # down into the pause and out of it.
             if min(before, after) >= s.repeat_neighbour_ratio * expected:
-                self._repeats.append(index)
                 self._repeat_times.append(t_s)
-                first_s = self._repeat_span_s[0] if self._repeat_span_s else t_s
-                self._repeat_span_s = (first_s, t_s)
             return
         if ratio >= s.jump_ratio and change >= s.jump_over_neighbours * max(before, after):
             self._jump_count += 1
@@ -190,14 +185,17 @@ class CadenceExtractor(FeatureExtractor):
     def finalize(self) -> tuple[dict[str, float], list[Evidence]]:
         s = self.settings
         span_s = (self._last_t_s - self._first_t_s) if self._first_t_s is not None else 0.0
-        regularity = pattern_regularity(np.diff(np.asarray(self._repeats)))[0] \
-            if len(self._repeats) >= s.cadence_min_repeats else math.nan
-        repeat_share = len(self._repeats) / self._measured if self._measured else math.nan
-        fit = source_fps = significance = math.nan
-        if len(self._repeats) >= s.cadence_min_repeats and span_s > 0:
-            fit, source_fps, significance = conversion_fit(
-                np.asarray(self._repeat_times), (self._frames - 1) / span_s,
-                s.source_fps_candidates, s.conversion_phases)
+        times = np.asarray(self._repeat_times)
+        regularity = fit = source_fps = significance = math.nan
+        gaps = np.zeros(0, dtype=np.int64)
+        if len(times) >= s.cadence_min_repeats and span_s > 0:
+            stream_fps = (self._frames - 1) / span_s
+            # Gaps in decoded frames, from the timestamps (a stream gap counts as its frames).
+            gaps = np.rint(np.diff(times) * stream_fps).astype(np.int64)
+            regularity = pattern_regularity(gaps)[0]
+            fit, source_fps, significance = conversion_fit(times, stream_fps, s.source_fps_candidates,
+                                                           s.conversion_phases)
+        repeat_share = len(times) / self._measured if self._measured else math.nan
         features = {
             "jump_per_min": 60.0 * self._jump_count / span_s if span_s > 0 else 0.0,
             "jump_ratio_max": self._jump_ratio_max,
@@ -206,29 +204,26 @@ class CadenceExtractor(FeatureExtractor):
             "conversion_fit": fit,
             "measured_share": self._measured / self._steps if self._steps else 0.0,
         }
-        return features, self._evidence(regularity, repeat_share, fit, source_fps, significance)
+        evidence = self._jump_evidence()
+        regular = not math.isnan(regularity) and regularity >= s.cadence_min_regularity
+        on_clock = not math.isnan(fit) and fit >= s.conversion_min_fit and significance >= s.conversion_min_z
+        if regular or on_clock:
+            evidence.append(Evidence(
+                kind="rate_conversion", start_s=float(times[0]), end_s=float(times[-1]),
+                score=max(regularity if regular else 0.0, fit if on_clock else 0.0),
+                detail={"repeat_share": round(repeat_share, 4), "repeats": len(times),
+                        "pattern_gap_frames": int(np.median(gaps)),
+                        "source_fps": None if math.isnan(source_fps) else source_fps,
+                        "conversion_fit": None if math.isnan(fit) else round(fit, 3)}))
+        return features, evidence
 
-    def _evidence(self, regularity: float, repeat_share: float, fit: float, source_fps: float,
-                  significance: float) -> list[Evidence]:
+    def _jump_evidence(self) -> list[Evidence]:
         # A jump scores 1 when the step is ten times the usual one (0.33 at the 4x threshold).
-        found = [
+        return [
             Evidence(kind="content_jump", start_s=t, end_s=t, score=min(1.0, (ratio - 1.0) / 9.0),
                      detail={"ratio": round(ratio, 2)})
             for ratio, t in sorted(self._strongest_jumps, key=lambda j: j[1])
         ]
-        regular = not math.isnan(regularity) and regularity >= self.settings.cadence_min_regularity
-        on_clock = (not math.isnan(fit) and fit >= self.settings.conversion_min_fit
-                    and significance >= self.settings.conversion_min_z)
-        if regular or on_clock:
-            start_s, end_s = self._repeat_span_s
-            found.append(Evidence(
-                kind="rate_conversion", start_s=start_s, end_s=end_s,
-                score=max(regularity if regular else 0.0, fit if on_clock else 0.0),
-                detail={"repeat_share": round(repeat_share, 4), "repeats": len(self._repeats),
-                        "pattern_gap_frames": int(np.median(np.diff(self._repeats))),
-                        "source_fps": None if math.isnan(source_fps) else source_fps,
-                        "conversion_fit": None if math.isnan(fit) else round(fit, 3)}))
-        return found
 
 
 def conversion_fit(repeat_times_s: np.ndarray, stream_fps: float, candidates: tuple[float, ...],

@@ -36,8 +36,8 @@ How it works, on a 64 px thumbnail of each sampled frame (10 Hz by default):
   every frame of the run must fit a blend (1-a)*first + a*last with a small residual in
   most blocks (motion inside either shot or an overlay band spoils a few blocks; a pan, a
   zoom or someone walking through spoils all of them), and a loose fit only when the blocks
-  agree on the mix (a product raised to the lens covers them one after another). The span is the run: from the first
-  mixed frame to the first frame of the new shot.
+  agree on the mix (a product raised to the lens covers them one after another). The span
+  is the run: from the first mixed frame to the first frame of the new shot.
 - **Fades**: a stretch of blank (flat black or colour) frames with different content on
   either side. The span runs from the first frame whose contrast falls to the first frame
   at full contrast again; a fade-out then fade-in is one fade. A blank glitch between views
@@ -413,7 +413,8 @@ class ShotsExtractor(FeatureExtractor):
             detail={"previous_s": round(before.t_s, 3),
                     "changed_share": round(area, 3), "change": round(level, 3),
                     "persistent_change": round(persist, 3), "still_share": round(still, 3),
-                    "view_change": round(view_change, 3), "zoom": zoom, "motion": round(motion, 3), "moving_share": round(moving_share, 3)},
+                    "view_change": round(view_change, 3), "zoom": zoom,
+                    "motion": round(motion, 3), "moving_share": round(moving_share, 3)},
             samples=1))
 
     def _persistence(self, i: int, mask: np.ndarray) -> float:
@@ -491,8 +492,8 @@ class ShotsExtractor(FeatureExtractor):
         # front of the camera (a product raised to the lens) covers blocks one after another:
         # a loose fit must at least have every block agree on the mix.
         mixed_evenly = residual <= s.blend_strict_residual or spread <= s.blend_max_spread
-        blend = (residual <= s.blend_residual_max and mixed_evenly and bool(np.any((alphas > 0.15) & (alphas < 0.85)))
-                 and steps.max() <= 0.6 and steps.min() >= -0.2)
+        blend = (residual <= s.blend_residual_max and mixed_evenly
+                 and bool(np.any((alphas > 0.15) & (alphas < 0.85))) and steps.max() <= 0.6 and steps.min() >= -0.2)
         log.debug("gradual change %.2f-%.2f s: residual %.3f, mix %s", thumbs[0].t_s, thumbs[-1].t_s,
                   residual, np.round(alphas, 2))
         if not blend:
@@ -502,15 +503,19 @@ class ShotsExtractor(FeatureExtractor):
             kind="dissolve", start_s=thumbs[1].t_s, end_s=thumbs[-1].t_s,
             score=_clip01(fit * min(1.0, end_change / 0.6) * 1.25),
             detail={"duration_s": round(thumbs[-1].t_s - thumbs[1].t_s, 3),
-                    "blend_residual": round(residual, 3), "change": round(end_change, 3), "alpha_spread": round(spread, 3)},
+                    "blend_residual": round(residual, 3), "change": round(end_change, 3),
+                    "alpha_spread": round(spread, 3)},
             samples=last - first + 1))
 
-    def _blend_fit(self, thumbs: list[_Thumb]) -> tuple[np.ndarray, float]:
-        """Fit each frame as (1-a)*first + a*last: the a's and the worst median block residual.
+    def _blend_fit(self, thumbs: list[_Thumb]) -> tuple[np.ndarray, float, float]:
+        """Fit each frame as (1-a)*first + a*last: the a's, the worst median block residual,
+        and the worst spread of the blocks' own mix around the frame's a.
 
         The residual is judged per block, relative to how much that block changes between the
         ends, and summarised by the median over the blocks that change: shapes moving inside
-        either shot or an overlay band spoil a few blocks, a pan or a zoom spoils all.
+        either shot or an overlay band spoil a few blocks, a pan or a zoom spoils all. The
+        spread is the median |block mix - a| over those blocks: ~0 in a dissolve, large when
+        an object covers the blocks one after another (each then mixes 0 or 1).
         """
         import cv2
 
