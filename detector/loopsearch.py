@@ -85,8 +85,9 @@ class SearchSettings:
     # in a room whose background never changes.
     motion_weight: float = 1.4
     # Appearance change per second (normalised units) under which a frame has no motion to
-    # anchor an alignment.
-    min_motion: float = 0.08
+    # anchor an alignment. A waving arm in a still room changes 0.04-0.08 (at 0.08 a looped
+    # gesture clip kept 7-20 % of its keys and drew no votes).
+    min_motion: float = 0.04
     # Grid for clustering votes: seconds of stream time x seconds of offset.
     cell_t_s: float = 6.0
     cell_offset_s: float = 2.0
@@ -109,7 +110,13 @@ class SearchSettings:
     match_distance: float = 0.35      # trimmed distance under which two frames are the same footage
     sharpness_ratio: float = 0.3      # exact alignment must be this much closer than shifted ones
     long_run_bonus: float = 0.1       # ... relaxed by up to this for runs 8 s longer than min_span_s
-    min_change: float = 0.035         # shifted distance needed: the span must really change
+    # Shifted distance needed: the span must really change. A replay loose enough to need
+    # the consistent path (ratio up to consistent_ratio) must change clearly; a sharp one
+    # (ratio <= sharpness_ratio, pinned) may change little: a looped arm waving in a still
+    # room, filmed hand-held, changes 0.02-0.03 over 1-2 s and its replay fits at 0.007
+    # (corpus gesture loops; 6 in 100 were missed at 0.035). A still room stays below 0.01.
+    min_change: float = 0.035
+    sharp_min_change: float = 0.012
     max_gap_s: float = 1.2            # gaps in a run shorter than this are bridged
     verify_margin_s: float = 12.0     # stream time verified beyond an alignment's votes
     slope_tolerance: float = 0.1      # |slope| within 1 +- this
@@ -770,6 +777,8 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
         pick = voted[np.linspace(0, len(voted) - 1, num=min(8, len(voted))).astype(int)]
         g, hits, _ = _descend_geometry(replay[pick], flat[j[pick]], settings)
         if g == 0 or hits < 3:
+            log.debug("line %.1f-%.1f %s/%s slope %.3f: too few frames match at any geometry", alignment.t_lo_s,
+                      alignment.t_hi_s, transform, direction, slope)
             return []
         screen_geometry = np.full(len(j), g)
         rough, rough_mask = _trimmed(replay, _warped(flat[j], screen_geometry), settings.trim_share)
@@ -780,6 +789,8 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
     # through a room that resembles itself fits everywhere about equally.
     if not _sharp_enough(times_s, flat, replay, t, s, rough, rough_mask, screen_geometry, tolerance, settings,
                          fingerprint_step_s, screen=settings.identity_screen_ratio / settings.sharpness_ratio)[0]:
+        log.debug("line %.1f-%.1f %s/%s slope %.3f: not sharp enough to search for a crop", alignment.t_lo_s,
+                  alignment.t_hi_s, transform, direction, slope)
         return []
     geometry = _window_geometry(replay, flat, j, t, rough, settings)
     exact, mask = _trimmed(replay, _warped(flat[j], geometry), settings.trim_share)
@@ -791,6 +802,8 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
     # long as it lasts. Such alignments get the full offset scan on every matching frame.
     dipped = _dips(times_s, flat, replay, t, s, exact, geometry, tolerance, settings)
     if not (enough or dipped):
+        log.debug("line %.1f-%.1f %s/%s slope %.3f: neither sharp nor a dip", alignment.t_lo_s, alignment.t_hi_s,
+                  transform, direction, slope)
         return []
     screened = np.zeros(len(q), bool)
     if enough:
@@ -863,7 +876,7 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
         # sharp (a cropped replay on coarse thumbnails).
         ratio = settings.sharpness_ratio + settings.long_run_bonus * float(
             np.clip((length_s - settings.min_span_s) / 8.0, 0.0, 1.0))
-        if d_shift < settings.min_change or d_exact > ratio * d_shift:
+        if d_shift < settings.sharp_min_change or d_exact > ratio * d_shift:
             continue
         # Replayed footage fits best at the line itself frame after frame; a coincidental
         # resemblance is best somewhere else within +-2 s for many of its frames.
@@ -874,6 +887,8 @@ def _verify_window(times_s: np.ndarray, thumbs: np.ndarray, alignment: Alignment
         # cells. Where the camera moves, ask for a much closer match.
         if d_exact > settings.moving_camera_ratio * d_shift and \
                 _camera_moving_share(flat, q[sel][good], times_s) >= 0.5:
+            log.debug("run %.1f-%.1f: the camera moves and ratio %.2f > %.2f", t[sel][0], t[sel][-1],
+                      d_exact / d_shift, settings.moving_camera_ratio)
             continue
         # Disguised frames at a replay's ends may fit less sharply; they still fit best at
         # the line and better than 1-2 s away: extend the run over them.

@@ -317,14 +317,21 @@ def loop_late_start(spec: Spec, rng: np.random.Generator) -> Rendered:
                      "replays": _clip_truth(air.replays, spec)})
 
 
+#: Shortest clip of a shuffled playlist.
+PLAYLIST_MIN_CLIP_S = 4.5
+
+
 @recipe("looped", "playlist")
 def loop_playlist(spec: Spec, rng: np.random.Generator) -> Rendered:
-    """A recording cut into 3-5 clips aired in a new shuffled order on every pass."""
+    """A recording cut into 2-5 clips aired in a new shuffled order on every pass."""
     kind = str(rng.choice(["room", "presenter", "gesture", "bikes"], p=(0.4, 0.35, 0.1, 0.15)))
-    length = min(spec.duration_s / float(rng.uniform(2.1, 2.6)), sources.max_duration_s(kind) - 0.2)
+    # Operators' playlist clips last minutes; here each lasts at least PLAYLIST_MIN_CLIP_S
+    # (longer than the shortest span the engine reports): 3-5 clips, or 2 in a short clip.
+    length = min(max(spec.duration_s / float(rng.uniform(2.1, 2.6)), 2 * PLAYLIST_MIN_CLIP_S),
+                 sources.max_duration_s(kind) - 0.2)
     store = _record(kind, spec, length, spec.seed, rng)
-    # 3 clips, or more when each still lasts >= 4 s.
-    n_clips = int(rng.integers(3, max(3, int(length // 4)) + 1))
+    most = max(2, min(5, int(length // PLAYLIST_MIN_CLIP_S)))
+    n_clips = int(rng.integers(min(3, most), most + 1))
     bounds = np.linspace(0, len(store), n_clips + 1).round().astype(int)
     air = _Airing(spec, rng)
     order = list(range(n_clips))
@@ -444,7 +451,9 @@ def _shots(spec: Spec, rng, kinds=EDIT_KINDS, weights=EDIT_WEIGHTS, min_s=2.5, m
             # An edit has at least `min_shots` shots (only clips shorter than max_s + min_s
             # can end on their first shot: quick and test clips).
             dur = remaining if len(shots) + 1 >= min_shots else remaining / 2
-        if dur > sources.max_duration_s(kind) - 0.2:
+        # Real footage always starts at its first frame: a second take of it in the same
+        # edit would replay the first (a loop, not an edit).
+        if dur > sources.max_duration_s(kind) - 0.2 or kind in {k for k, _, _ in shots} & set(sources.FOOTAGE_KINDS):
             kind = "room" if last != "room" else "presenter"
         shots.append((kind, dur, spec.seed * 10 + len(shots)))
         remaining -= dur

@@ -40,7 +40,9 @@ class RepetitionExtractor(FeatureExtractor):
     # 4: regional_loop only for a window whose picture returns, on no faster beat, filling a
     #    rectangle of >= 4x4 cells (turntables, gestures, slideshows no longer count).
     # 5: replayed_share (whole-frame and window replays together).
-    VERSION = 5
+    # 6: slow footage (a waving arm in a still room) is keyed and verified: min_motion 0.04,
+    #    sharp replays need only sharp_min_change; a crop gets its own sharpness screen.
+    VERSION = 6
     Settings = RepetitionSettings
     COLUMN_DOCS = {
         "replay_share": ColumnDoc("share of the clip's airtime that replays earlier footage", "share", "0-1", "looped"),
