@@ -49,6 +49,13 @@ LOOP_CASES = [
              LoopPlan([Air(0), Air(0, drop_share=0.05), Air(0, drop_share=0.05)], {0: 10})),
     LoopCase("crop_12pct_off_centre", whole_loop(10, 3, [Disguise(crop=0.12, crop_centre=(0.8, 0.3))]), period_s=10),
     LoopCase("crop_5pct", whole_loop(10, 3, [Disguise(crop=0.05, crop_centre=(0.2, 0.7))]), period_s=10),
+    # Each pass cropped elsewhere, the first at the very edge (bench crop/zoom seed 3): a zoom
+    # that is also a shift, which a one-axis-at-a-time geometry search missed; the first
+    # replay was found from 2.7 s after its start.
+    LoopCase("crops_at_the_edges_differ_per_pass",
+             LoopPlan([Air(0)] + [Air(0, Disguise(crop=c, crop_centre=centre)) for c, centre in
+                                  ((0.098, (0.988, 0.593)), (0.085, (0.238, 0.073)), (0.066, (0.056, 0.434)))],
+                      {0: 11.3}), period_s=11.3),
     LoopCase("rotation_4deg", whole_loop(10, 3, [Disguise(rotation_deg=4)]), period_s=10),
     LoopCase("colour_shifts", whole_loop(10, 3, [Disguise(brightness=20, contrast=0.8, gamma=1.3, hue_shift_deg=30)]),
              period_s=10),

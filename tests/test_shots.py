@@ -20,6 +20,7 @@ from detector.pipeline import Extraction, extract
 from detector.scan import build_record
 from detector.synth.disguise import draw_overlays
 from detector.synth.scenes import cut_scene, moving_scene, static_scene
+from detector.synth.writer import write_clip
 from detector.types import VideoMeta
 
 W, H, FPS = 320, 180, 30
@@ -281,6 +282,26 @@ def test_a_dissolve_is_one_cut_inside_the_transition(scanned, tmp_path):
     record = build_record("dissolve.mp4", result, ScanConfig(), None)
     assert record.cuts_s == [round(cut.start_s, 3)]
     assert "cuts" in record.flags
+
+
+def test_a_dissolve_between_fast_moving_real_footage_is_found(tmp_path):
+    """Animation dissolving over 0.9 s into hand-held phone footage (the packaged clips of
+    the corpus's film recipe): each 10 Hz step of the dissolve changes only ~2x as much as
+    the animation's own steps, which once broke the run up and missed the edit."""
+    from detector.corpus.footage import footage_frames
+
+    t0, t1, fps = 3.6, 4.5, 25
+    cartoon = list(itertools.islice(footage_frames("bigbuckbunny", W, H, fps), int(5.0 * fps)))
+    phone = list(itertools.islice(footage_frames("carphone", W, H, fps), int(3.9 * fps)))
+    start = int(t0 * fps)
+    frames = cartoon[:start] + [
+        _mix(a, b, min(1.0, k / ((t1 - t0) * fps))) for k, (a, b) in enumerate(zip(cartoon[start:], phone))
+    ] + phone[len(cartoon) - start:]
+    path = tmp_path / "film_dissolve.mp4"
+    write_clip(path, iter(frames), fps)
+    found = cuts(extract(path, ScanConfig(), [ShotsExtractor()]))
+    assert [c.detail["type"] for c in found] == ["dissolve"]
+    assert t0 - 0.1 <= found[0].start_s < found[0].end_s <= t1 + TOLERANCE_S
 
 
 def test_a_fade_to_black_and_back_is_one_fade(scanned):

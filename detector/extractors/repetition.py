@@ -41,8 +41,10 @@ class RepetitionExtractor(FeatureExtractor):
     #    rectangle of >= 4x4 cells (turntables, gestures, slideshows no longer count).
     # 5: replayed_share (whole-frame and window replays together).
     # 6: slow footage (a waving arm in a still room) is keyed and verified: min_motion 0.04,
-    #    sharp replays need only sharp_min_change; a crop gets its own sharpness screen.
-    VERSION = 6
+    #    sharp replays need only sharp_min_change.
+    # 7: zoom and shift searched jointly where the descent leaves a replay far from its
+    #    source (an off-centre crop).
+    VERSION = 7
     Settings = RepetitionSettings
     COLUMN_DOCS = {
         "replay_share": ColumnDoc("share of the clip's airtime that replays earlier footage", "share", "0-1", "looped"),
