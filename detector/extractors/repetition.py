@@ -44,7 +44,8 @@ class RepetitionExtractor(FeatureExtractor):
     #    sharp replays need only sharp_min_change.
     # 7: zoom and shift searched jointly where the descent leaves a replay far from its
     #    source (an off-centre crop).
-    VERSION = 7
+    # 8: that joint search on the crop range only (60 trials instead of 180).
+    VERSION = 8
     Settings = RepetitionSettings
     COLUMN_DOCS = {
         "replay_share": ColumnDoc("share of the clip's airtime that replays earlier footage", "share", "0-1", "looped"),
