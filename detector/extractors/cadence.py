@@ -91,12 +91,15 @@ class CadenceExtractor(FeatureExtractor):
             "ratio", ">= 0", "prerecorded"),
         "repeat_share": ColumnDoc(
             "share of measured decoded steps that repeat the previous picture while the content "
-            "around them moves (frame-rate conversion by repetition; a camera never does this); "
-            "missing when no step was measurable", "share", "0-1", "prerecorded"),
+            "around them moves (frame-rate conversion repeats frames; so does an encoder starved "
+            "of bits on slow, small motion: 0.12-0.28 in live rooms where only an arm moves, so "
+            "the rate itself is context and `conversion_fit` the evidence); missing when no step "
+            "was measurable", "share", "0-1", "context"),
         "repeat_regularity": ColumnDoc(
             "share of gaps between repeated frames that follow a fixed pattern (1: a conversion "
-            "cadence such as 24 -> 30; low: random stalls); missing with fewer than 8 repeats",
-            "share", "0-1", "prerecorded"),
+            "cadence such as 24 -> 30; low: random stalls); missing with fewer than 8 repeats. "
+            "Context: gaps between stalls of a starved encoder fall into patterns too; "
+            "`conversion_fit` tests the clock of a source rate", "share", "0-1", "context"),
         "conversion_fit": ColumnDoc(
             "how well the repeated frames fall where showing footage of a lower frame rate at "
             "the stream's rate puts them (best source rate and phase): 1 when every repeat is on "

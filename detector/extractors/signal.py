@@ -167,7 +167,9 @@ class SignalExtractor(FeatureExtractor):
             "noise; missing with fewer than 10 such pairs", "ratio", ">= 0", "prerecorded"),
         "repeat_share": ColumnDoc(
             "share of sampled pairs that repeat the previous picture inside moving footage (a "
-            "duplicated frame or a short stall; no motion, no noise)", "share", "0-1", "prerecorded"),
+            "duplicated frame or a short stall; no motion, no noise). Context: an encoder starved of "
+            "bits stalls slow, small motion in live rooms too; `cadence__conversion_fit` is the "
+            "evidence of a conversion", "share", "0-1", "context"),
         "frozen_share": ColumnDoc(
             "share of the clip's time in frozen stretches: picture unchanged, noise included, for at "
             "least frozen_min_s (a paused file, a still image; a still room keeps refreshing noise)",
@@ -179,8 +181,8 @@ class SignalExtractor(FeatureExtractor):
         "cadence_regularity": ColumnDoc(
             "how regular the repeats are: share of gaps between repeated frames that follow a fixed "
             "pattern (1 for frame-rate conversion, low for random stalls); missing with fewer than "
-            "cadence_min_repeats repeats between consecutive decoded frames", "share", "0-1",
-            "prerecorded"),
+            "cadence_min_repeats repeats between consecutive decoded frames. Context, as "
+            "repeat_share", "share", "0-1", "context"),
         "detail_ratio": ColumnDoc(
             "median over frames of high- over mid-frequency energy in the most textured blocks; low "
             "for content upscaled from below the analysis size, blurred or starved by re-encoding; "
