@@ -21,10 +21,10 @@ from detector.config import LABELS
 
 MODEL_KINDS = ("hgb", "linear")
 # "evidence": every column but those documented as speaking for "context" (what the scene
-# is: brightness, how much moves, a face's size...), which separate our generator's recipes
-# rather than live from fake: without them, holding out whole recipes of the default corpus
-# scores macro-F1 0.70 instead of 0.58 (live recall 0.38 instead of 0.06) for 0.007 less in
-# grouped CV. "all": every column.
+# is: brightness, how much moves, a face's size, how often an encoder froze a frame...),
+# which separate our generator's recipes rather than live from fake: without them, holding
+# out whole recipes of the default corpus scores far better, live recall above all (figures
+# in models/README.md). "all": every column.
 COLUMN_SETS = ("evidence", "all")
 
 

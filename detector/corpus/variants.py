@@ -453,7 +453,8 @@ def _shots(spec: Spec, rng, kinds=EDIT_KINDS, weights=EDIT_WEIGHTS, min_s=2.5, m
             dur = remaining if len(shots) + 1 >= min_shots else remaining / 2
         # Real footage always starts at its first frame: a second take of it in the same
         # edit would replay the first (a loop, not an edit).
-        if dur > sources.max_duration_s(kind) - 0.2 or kind in {k for k, _, _ in shots} & set(sources.FOOTAGE_KINDS):
+        used_footage = kind in sources.FOOTAGE_KINDS and any(k == kind for k, _, _ in shots)
+        if dur > sources.max_duration_s(kind) - 0.2 or used_footage:
             kind = "room" if last != "room" else "presenter"
         shots.append((kind, dur, spec.seed * 10 + len(shots)))
         remaining -= dur
